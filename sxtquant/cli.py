@@ -29,6 +29,7 @@ VERBS = (
     "fetch",
     "convert",
     "demo",
+    "info",
 )
 
 EXIT_USAGE = 2

@@ -597,7 +597,7 @@ def _write_tiff(tmp: Path, data: np.ndarray, voxel: VoxelSize | None) -> None:
     else:  # ImageJ cannot hold it (uint32 labels...): a plain TIFF with shaped metadata
         if voxel is not None:
             kwargs["resolutionunit"] = "NONE"
-        tifffile.imwrite(tmp, data, bigtiff=data.nbytes > 2**31, **kwargs)
+        tifffile.imwrite(tmp, data, bigtiff=data.nbytes > 2**31, photometric="minisblack", **kwargs)
 
 
 def _write_mrc(tmp: Path, data: np.ndarray, voxel: VoxelSize | None) -> None:
