@@ -713,3 +713,19 @@ def _nan_to_none(obj):
     if isinstance(obj, np.generic):
         return _nan_to_none(obj.item())
     return obj
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file (HTML, Markdown...), atomically."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def save_figure(figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure (format from the suffix: .png, .pdf, .svg), atomically."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    return path
