@@ -529,7 +529,7 @@ def render_meshes_png(
     """Render all meshes in random colours (see :func:`render_meshes`) to a PNG file.
 
     Works with no display and no OpenGL (matplotlib's Agg canvas). Written
-    atomically through :func:`sxtquant.io.atomic_output`.
+    atomically by :func:`sxtquant.io.save_figure`, cropped to the drawing.
 
     Parameters
     ----------
@@ -539,7 +539,7 @@ def render_meshes_png(
     seed, view
         As :func:`render_meshes`.
     dpi : int
-        Resolution; the default 6 × 6 inch figure gives 900 × 900 pixels.
+        Resolution; the default 6 × 6 inch figure gives at most 900 × 900 pixels.
     **kwargs
         Passed to :func:`render_meshes` (``max_faces``, ``figsize``, ``background``).
 
@@ -548,10 +548,7 @@ def render_meshes_png(
     Path
         The path written.
     """
-    from sxtquant.io import atomic_output
+    from sxtquant.io import save_figure
 
-    path = Path(path)
     fig = render_meshes(meshes, seed=seed, view=view, **kwargs)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, facecolor=fig.get_facecolor())
-    return path
+    return save_figure(fig, path, dpi=dpi)
