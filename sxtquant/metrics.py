@@ -258,10 +258,6 @@ def per_slice_metrics(
         undefined for that slice), ``tp``, ``fp``, ``fn``, ``tn``.
     """
     counts = slice_counts(prediction, truth, threshold=threshold)
-    return _per_slice_table(counts)
-
-
-def _per_slice_table(counts: np.ndarray) -> pd.DataFrame:
     rows = [{"z": z, **_pixel_summary(row)} for z, row in enumerate(counts)]
     columns = ["z", *PIXEL_KEYS, "tp", "fp", "fn", "tn"]
     return pd.DataFrame(rows, columns=columns)
