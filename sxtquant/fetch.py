@@ -36,8 +36,9 @@ from pathlib import Path
 from sxtquant.errors import InputError
 from sxtquant.utils import progress
 
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "data_manifest.yaml"
-"""The manifest at the top of the source tree."""
+MANIFEST_PATH = Path(__file__).resolve().parent / "data" / "data_manifest.yaml"
+"""The manifest shipped with the package (a link to ``data_manifest.yaml`` at the top of the
+source tree, copied into wheels as package data)."""
 
 DATA_ENV = "SXTQUANT_DATA"
 """Environment variable naming the data folder."""

@@ -695,12 +695,14 @@ def write_table(table, path: str | os.PathLike) -> Path:
     return path
 
 
+def json_text(obj) -> str:
+    """Indented JSON text of ``obj`` with NaN/inf written as null and numpy scalars as numbers."""
+    return json.dumps(_nan_to_none(obj), indent=2) + "\n"
+
+
 def write_json(obj, path: str | os.PathLike) -> Path:
     """Write JSON (indented, NaN written as null), atomically."""
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(_nan_to_none(obj), indent=2) + "\n")
-    return path
+    return write_text(json_text(obj), path)
 
 
 def _nan_to_none(obj):

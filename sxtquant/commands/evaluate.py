@@ -62,7 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
 
     from sxtquant import io, metrics
 
@@ -76,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         io.write_json(result, args.output)
     else:
-        print(json.dumps(io._nan_to_none(result), indent=2))
+        print(io.json_text(result), end="")
     return 0
