@@ -1,0 +1,356 @@
+"""Per-object measurements in physical units (nm) on a labelled (z, y, x) volume.
+
+:func:`measure_objects` is the module's contract (see ``DESIGN.md``): one row per
+label with the volume, a sub-voxel surface area, the surface-to-volume ratio, the
+axes of the ellipsoid with the object's second moments, and per z-slice 2D
+cross-section axes and perimeter (mean and SD over the object's slices).
+
+How each quantity is estimated
+------------------------------
+volume
+    voxel count x voxel volume (unbiased for a shape digitised by voxel centre).
+surface area
+    area of a marching-cubes (Lewiner) mesh, with the voxel spacing, of the object's
+    mask smoothed by a small Gaussian (σ = ``SURFACE_SIGMA_VOXELS`` x the coarsest
+    spacing, the same in nm along every axis), at its 0.5 level (after a probit
+    transform that makes the field linear across the surface). Voxel-face counting
+    would overestimate by 20-50 %; marching cubes on the raw mask by ~5-10 %. The
+    smoothed level set sits slightly inside a convex surface (by ~σ² x mean
+    curvature); the mesh is therefore rescaled so that the volume it encloses
+    equals the voxel volume (area x (V_voxels / V_mesh)^(2/3)), which removes that
+    shrinkage to first order. What remains: smooth shapes +0.5-2 %; sharp edges
+    (a cylinder's rims) come out slightly rounded, down to -4 % at radii of 5 voxels.
+ellipsoid axes
+    eigenvalues λ of the covariance of the voxel centres plus the covariance of one
+    voxel (s²/12 per axis, the voxel-extent correction); full axis = 2 sqrt(5 λ),
+    exact for a solid ellipsoid.
+slice axes
+    the same in 2D per z-slice: full axis = 4 sqrt(λ) (ellipse with the slice's
+    second moments, with the pixel-extent correction).
+slice perimeter
+    length of the marching-squares contour (level 0.5, probit, (y, x) spacing) of
+    the slice smoothed in-plane (σ = ``PERIMETER_SIGMA_VOXELS`` x the coarser
+    in-plane spacing), rescaled so that the enclosed
+    area equals the pixel area (x sqrt(A_pixels / A_contour)). Holes count.
+
+Only each object's bounding box (from :func:`scipy.ndimage.find_objects`) is
+visited, so the cost grows with the objects, not with the volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from sxtquant.utils import as_voxel_size
+
+__all__ = ["COLUMNS", "measure_objects", "measure_slices", "object_boxes"]
+
+COLUMNS = (
+    "label",
+    "voxels",
+    "volume_nm3",
+    "surface_area_nm2",
+    "surface_to_volume_per_um",
+    "axis_major_nm",
+    "axis_second_nm",
+    "axis_minor_nm",
+    "slice_first_axis_nm_mean",
+    "slice_first_axis_nm_sd",
+    "slice_second_axis_nm_mean",
+    "slice_second_axis_nm_sd",
+    "slice_perimeter_nm_mean",
+    "slice_perimeter_nm_sd",
+    "touches_border",
+)
+
+#: Gaussian σ applied to an object's mask before marching cubes, in units of the
+#: coarsest voxel spacing (the same physical σ along every axis, so that the terraces
+#: of thick slices are smoothed as much as the steps within a slice).
+SURFACE_SIGMA_VOXELS = 0.6
+#: Gaussian σ applied in-plane to each slice before marching squares, in units of the
+#: coarser of the (y, x) spacings.
+PERIMETER_SIGMA_VOXELS = 0.8
+_PAD = 2  # zero voxels around each crop, so that the level sets close
+
+
+def _check_labels(labels) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise ValueError(
+            f"labels must be a 3D (z, y, x) array, got shape {labels.shape}; "
+            "3D measurements require 3D input"
+        )
+    if labels.dtype == bool:
+        return labels.view(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be an integer array, got dtype {labels.dtype}")
+    if np.issubdtype(labels.dtype, np.signedinteger) and labels.size and labels.min() < 0:
+        raise ValueError("labels must be >= 0 (0 = background)")
+    return labels
+
+
+def object_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
+    """Bounding boxes of the labels > 0 present in ``labels``: ``{label: (sz, sy, sx)}``.
+
+    One pass over the volume (:func:`scipy.ndimage.find_objects`); its memory grows
+    with the largest label value, so relabel sparse labels (``skimage.segmentation.
+    relabel_sequential``) before passing values in the billions.
+    """
+    from scipy import ndimage
+
+    labels = _check_labels(labels)
+    if labels.size == 0:
+        return {}
+    boxes = ndimage.find_objects(labels)
+    return {i + 1: box for i, box in enumerate(boxes) if box is not None}
+
+
+def measure_objects(
+    labels: np.ndarray,
+    voxel_size_nm: float | Sequence[float],
+    *,
+    exclude_border: bool = False,
+) -> pd.DataFrame:
+    """Measure every labelled object in physical units.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) ndarray of int
+        Instance labels, 0 = background; any integer dtype (or bool: one object).
+    voxel_size_nm : float or (z, y, x) tuple of float
+        Voxel size in nm.
+    exclude_border : bool
+        Leave out objects that touch the edge of the volume (they are cut off, so
+        their measurements are not those of the whole object).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per label > 0, sorted by label, with the columns of :data:`COLUMNS`:
+        ``label``, ``voxels``, ``volume_nm3``, ``surface_area_nm2``,
+        ``surface_to_volume_per_um`` (µm⁻¹), ``axis_major_nm``, ``axis_second_nm``,
+        ``axis_minor_nm`` (full axes, 2 x semi-axis, of the ellipsoid with the
+        object's second moments), ``slice_first_axis_nm_mean/_sd``,
+        ``slice_second_axis_nm_mean/_sd``, ``slice_perimeter_nm_mean/_sd`` (per
+        z-slice cross-section: axes of the ellipse with the same second moments and
+        the boundary length, mean and SD with ddof = 1 over the slices that contain
+        the object) and ``touches_border``. An object present in one slice only has
+        NaN slice SDs. The surface of an object cut by the volume's edge is closed
+        along that edge. An empty ``labels`` gives an empty table with these columns.
+
+    Raises
+    ------
+    ValueError
+        If ``labels`` is not a 3D integer array of values >= 0, or the voxel size is
+        not one or three positive numbers.
+
+    Notes
+    -----
+    See the module docstring for the estimators. On digitised spheres, ellipsoids,
+    capsules and cylinders (smallest radius >= 5 voxels of the largest spacing, any
+    orientation, anisotropic voxels) the volume is within 3 %, the surface area,
+    ellipsoid axes and slice perimeters within 5 % of the analytic values
+    (``tests/test_morphology.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sxtquant.shapes import Sphere, paint
+    >>> labels = np.zeros((40, 40, 40), dtype=np.uint16)
+    >>> _ = paint(labels, Sphere((100.0, 100.0, 100.0), 60.0), 1, 5.0)
+    >>> table = measure_objects(labels, 5.0)
+    >>> round(table.surface_area_nm2[0] / (4 * np.pi * 60.0**2), 2)
+    1.0
+    """
+    labels = _check_labels(labels)
+    spacing = as_voxel_size(voxel_size_nm)
+    boxes = object_boxes(labels)
+    rows = [_measure_one(labels, label, box, spacing) for label, box in boxes.items()]
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table = table.astype(
+        {"label": np.int64, "voxels": np.int64, "touches_border": bool}
+        | {c: float for c in COLUMNS[2:-1]}
+    )
+    if exclude_border:
+        table = table[~table["touches_border"]].reset_index(drop=True)
+    return table
+
+
+def _crop(labels: np.ndarray, label: int, box: tuple[slice, ...]) -> np.ndarray:
+    """The object's mask in its bounding box, with ``_PAD`` zero voxels on every side."""
+    mask = labels[box] == label
+    return np.pad(mask, _PAD)
+
+
+def _measure_one(labels, label, box, spacing) -> list:
+    sz, sy, sx = spacing
+    mask = _crop(labels, label, box)
+    touches = any(s.start == 0 or s.stop == n for s, n in zip(box, labels.shape, strict=True))
+    z, y, x = np.nonzero(mask)
+    n = z.size
+    volume = n * sz * sy * sx
+
+    # 3D second moments (nm²) with the voxel-extent correction
+    pts = np.stack([z * sz, y * sy, x * sx])
+    cov = np.cov(pts, bias=True) if n > 1 else np.zeros((3, 3))
+    cov = cov + np.diag(np.square(spacing)) / 12.0
+    lam = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    axes = 2.0 * np.sqrt(5.0 * np.clip(lam, 0.0, None))
+
+    slices = _slice_values(mask, (z, y, x), sy, sx)
+    area = _surface_area(mask, spacing, volume)
+    return [
+        int(label),
+        int(n),
+        float(volume),
+        area,
+        area / volume * 1e3,
+        float(axes[0]),
+        float(axes[1]),
+        float(axes[2]),
+        *_mean_sd(slices["first_axis_nm"]),
+        *_mean_sd(slices["second_axis_nm"]),
+        *_mean_sd(slices["perimeter_nm"]),
+        bool(touches),
+    ]
+
+
+def _mean_sd(values: np.ndarray) -> tuple[float, float]:
+    if values.size == 0:
+        return float("nan"), float("nan")
+    sd = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
+    return float(np.mean(values)), sd
+
+
+def measure_slices(mask: np.ndarray, voxel_size_nm: float | Sequence[float]) -> pd.DataFrame:
+    """Per z-slice 2D cross-section measurements of one object.
+
+    The per-slice values that :func:`measure_objects` summarises as mean and SD.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) ndarray of bool
+        The object (non-zero voxels).
+    voxel_size_nm : float or (z, y, x) tuple of float
+        Voxel size in nm (only y and x are used).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per slice that holds the object, columns ``z`` (slice index),
+        ``pixels``, ``area_nm2``, ``first_axis_nm``, ``second_axis_nm`` (full axes of
+        the ellipse with the cross-section's second moments) and ``perimeter_nm``
+        (total boundary length, holes included).
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be a 3D (z, y, x) array, got shape {mask.shape}")
+    _, sy, sx = as_voxel_size(voxel_size_nm)
+    padded = np.pad(mask > 0, _PAD)
+    values = _slice_values(padded, np.nonzero(padded), sy, sx)
+    values["z"] = values["z"] - _PAD
+    values["area_nm2"] = values["pixels"] * (sy * sx)
+    cols = ["z", "pixels", "area_nm2", "first_axis_nm", "second_axis_nm", "perimeter_nm"]
+    return pd.DataFrame({c: values[c] for c in cols})
+
+
+def _slice_values(mask, zyx, sy, sx) -> dict[str, np.ndarray]:
+    """Per-slice pixel count, ellipse axes and perimeter of a padded crop's object."""
+    z, y, x = zyx
+    nz = mask.shape[0]
+    count = np.bincount(z, minlength=nz)
+    present = np.flatnonzero(count)
+    first, second = _slice_axes(z, y * sy, x * sx, count, present, sy, sx)
+    perimeter = _slice_perimeters(mask, present, count, sy, sx)
+    return {
+        "z": present,
+        "pixels": count[present],
+        "first_axis_nm": first,
+        "second_axis_nm": second,
+        "perimeter_nm": perimeter,
+    }
+
+
+def _slice_axes(z, y, x, count, present, sy, sx) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice full axes (first, second) of the ellipse with the same second moments."""
+    nz = count.size
+    c = count[present].astype(float)
+    my = np.bincount(z, y, nz)[present] / c
+    mx = np.bincount(z, x, nz)[present] / c
+    vyy = np.bincount(z, y * y, nz)[present] / c - my * my + sy * sy / 12.0
+    vxx = np.bincount(z, x * x, nz)[present] / c - mx * mx + sx * sx / 12.0
+    vxy = np.bincount(z, x * y, nz)[present] / c - mx * my
+    half = (vyy + vxx) / 2
+    root = np.sqrt(((vyy - vxx) / 2) ** 2 + vxy * vxy)
+    lam1 = half + root
+    lam2 = np.clip(half - root, 0.0, None)
+    return 4.0 * np.sqrt(lam1), 4.0 * np.sqrt(lam2)
+
+
+def _level_field(mask: np.ndarray, sigma) -> np.ndarray:
+    """The mask smoothed by a Gaussian, as a level-set function whose surface is level 0.
+
+    The smoothed mask ``f`` goes through the probit (inverse normal CDF): near a flat
+    surface ``f = Φ(d / σ)`` with ``d`` the signed distance, so ``Φ⁻¹(f) = d / σ`` is
+    linear across the surface and the linear interpolation of marching cubes/squares
+    places the crossing without the ripple it has on the S-shaped ``f``.
+    """
+    from scipy import ndimage
+    from scipy.special import ndtri
+
+    f = ndimage.gaussian_filter(mask.astype(np.float32), sigma, mode="constant", truncate=3.0)
+    return ndtri(np.clip(f, 1e-4, 1 - 1e-4)).astype(np.float32)
+
+
+def _slice_perimeters(mask, present, count, sy: float, sx: float) -> np.ndarray:
+    """Boundary length (nm) of the object's cross-section in each slice of ``present``."""
+    from skimage.measure import find_contours
+
+    coarsest = max(sy, sx)
+    sigma = (0.0, PERIMETER_SIGMA_VOXELS * coarsest / sy, PERIMETER_SIGMA_VOXELS * coarsest / sx)
+    field = _level_field(mask, sigma)
+    pixel_area = sy * sx
+    out = np.empty(present.size)
+    for i, k in enumerate(present):
+        sl, level = field[k], 0.0
+        if sl.max() <= 0:  # a sliver that the smoothing wipes out: use the raw pixels
+            sl, level = mask[k].astype(np.float32), 0.5
+        length = 0.0
+        area = 0.0
+        for contour in find_contours(sl, level):
+            cy = contour[:, 0] * sy
+            cx = contour[:, 1] * sx
+            cy1, cx1 = np.roll(cy, -1), np.roll(cx, -1)
+            length += float(np.hypot(cy1 - cy, cx1 - cx).sum())
+            area += float((cx * cy1 - cx1 * cy).sum()) / 2
+        area = abs(area)
+        if area > 0:
+            length *= np.sqrt(count[k] * pixel_area / area)
+        out[i] = length
+    return out
+
+
+def _surface_area(mask: np.ndarray, spacing, volume: float) -> float:
+    """Sub-voxel surface area (nm²) of the object's mask, closed at the crop's edge."""
+    from skimage.measure import marching_cubes, mesh_surface_area
+
+    coarsest = max(spacing)
+    field = _level_field(mask, [SURFACE_SIGMA_VOXELS * coarsest / s for s in spacing])
+    level = 0.0
+    if field.max() <= 0:  # thinner than the smoothing: mesh the raw voxels
+        field, level = mask.astype(np.float32), 0.5
+    verts, faces, _, _ = marching_cubes(field, level, spacing=spacing, method="lewiner")
+    area = float(mesh_surface_area(verts, faces))
+    enclosed = _mesh_volume(verts, faces)
+    if enclosed > 0:
+        area *= (volume / enclosed) ** (2.0 / 3.0)
+    return area
+
+
+def _mesh_volume(verts: np.ndarray, faces: np.ndarray) -> float:
+    """Volume enclosed by a closed triangle mesh (divergence theorem)."""
+    a, b, c = (verts[faces[:, i]] for i in range(3))
+    return abs(float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
