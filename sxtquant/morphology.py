@@ -73,6 +73,8 @@ SURFACE_SIGMA_VOXELS = 0.6
 #: Gaussian σ applied in-plane to each slice before marching squares, in units of the
 #: coarser of the (y, x) spacings.
 PERIMETER_SIGMA_VOXELS = 0.8
+_CLIP = 1e-4  # the smoothed mask is clipped to [_CLIP, 1 - _CLIP] before the probit
+_PROBIT_CLIP = 3.7190165  # -ndtri(_CLIP)
 _PAD = 2  # zero voxels around each crop, so that the level sets close
 
 
@@ -302,35 +304,108 @@ def _level_field(mask: np.ndarray, sigma) -> np.ndarray:
     from scipy.special import ndtri
 
     f = ndimage.gaussian_filter(mask.astype(np.float32), sigma, mode="constant", truncate=3.0)
-    return ndtri(np.clip(f, 1e-4, 1 - 1e-4)).astype(np.float32)
+    g = np.where(f > 0.5, _PROBIT_CLIP, -_PROBIT_CLIP).astype(np.float32)
+    band = np.abs(f - 0.5) < 0.5 - _CLIP  # the shell around the surface
+    g[band] = ndtri(f[band])
+    return g
 
 
 def _slice_perimeters(mask, present, count, sy: float, sx: float) -> np.ndarray:
     """Boundary length (nm) of the object's cross-section in each slice of ``present``."""
-    from skimage.measure import find_contours
-
     coarsest = max(sy, sx)
     sigma = (0.0, PERIMETER_SIGMA_VOXELS * coarsest / sy, PERIMETER_SIGMA_VOXELS * coarsest / sx)
     field = _level_field(mask, sigma)
-    pixel_area = sy * sx
-    out = np.empty(present.size)
-    for i, k in enumerate(present):
-        sl, level = field[k], 0.0
-        if sl.max() <= 0:  # a sliver that the smoothing wipes out: use the raw pixels
-            sl, level = mask[k].astype(np.float32), 0.5
-        length = 0.0
-        area = 0.0
-        for contour in find_contours(sl, level):
-            cy = contour[:, 0] * sy
-            cx = contour[:, 1] * sx
-            cy1, cx1 = np.roll(cy, -1), np.roll(cx, -1)
-            length += float(np.hypot(cy1 - cy, cx1 - cx).sum())
-            area += float((cx * cy1 - cx1 * cy).sum()) / 2
-        area = abs(area)
-        if area > 0:
-            length *= np.sqrt(count[k] * pixel_area / area)
-        out[i] = length
-    return out
+    wiped = field.max(axis=(1, 2)) <= 0  # slivers the smoothing wipes out: use raw pixels
+    wiped[count == 0] = False
+    if wiped.any():
+        field[wiped] = mask[wiped] - np.float32(0.5)
+    length, area = _isoline_length_area(field, sy, sx)
+    length, area = length[present], area[present]
+    pixels = count[present] * (sy * sx)
+    scale = np.sqrt(np.divide(pixels, area, out=np.ones_like(area), where=area > 0))
+    return length * scale
+
+
+def _isoline_length_area(field: np.ndarray, sy: float, sx: float):
+    """Per slice: length and enclosed area of the level-0 isolines (marching squares).
+
+    Vectorised over all slices and cells: only the cells the isoline crosses are
+    visited. Saddle cells are resolved by the cell-centre value (mean of the four
+    corners). Returns two (Z,) arrays, in nm and nm².
+    """
+    nz = field.shape[0]
+    inside = field > 0
+    cross_h = inside[:, :, :-1] != inside[:, :, 1:]  # edge (i, j)-(i, j+1)
+    cross_v = inside[:, :-1, :] != inside[:, 1:, :]  # edge (i, j)-(i+1, j)
+    any_cross = cross_h[:, :-1, :] | cross_h[:, 1:, :] | cross_v[:, :, :-1] | cross_v[:, :, 1:]
+    z, i, j = np.nonzero(any_cross)
+    if z.size == 0:
+        return np.zeros(nz), np.zeros(nz)
+    a = field[z, i, j]
+    b = field[z, i, j + 1]
+    c = field[z, i + 1, j]
+    d = field[z, i + 1, j + 1]
+
+    def frac(f0, f1):  # where the linear interpolant crosses 0 between f0 and f1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = f0 / (f0 - f1)
+        return np.clip(np.nan_to_num(t, nan=0.5), 0.0, 1.0)
+
+    # crossing points (row, col) within the cell, in pixels from its top-left corner
+    edges = np.stack(
+        [cross_h[z, i, j], cross_h[z, i + 1, j], cross_v[z, i, j], cross_v[z, i, j + 1]]
+    )
+    zero = np.zeros_like(a)
+    one = np.ones_like(a)
+    rows = np.stack([zero, one, frac(a, c), frac(b, d)])  # top, bottom, left, right
+    cols = np.stack([frac(a, b), frac(c, d), zero, one])
+    n_edges = edges.sum(axis=0)
+
+    # ordinary cells: the two crossed edges, in top/bottom/left/right order
+    simple = n_edges == 2
+    order = np.argsort(~edges[:, simple], axis=0, kind="stable")[:2]
+    cell = np.flatnonzero(simple)
+    first, second = order[0], order[1]
+    seg_cell = [cell]
+    seg_p = [(rows[first, cell], cols[first, cell])]
+    seg_q = [(rows[second, cell], cols[second, cell])]
+    # saddle cells: two segments, cutting off the two corners unlike the centre
+    saddle = np.flatnonzero(n_edges == 4)
+    if saddle.size:
+        centre_in = (a[saddle] + b[saddle] + c[saddle] + d[saddle]) > 0
+        cut_bc = centre_in == (a[saddle] > 0)  # centre joins a and d: cut off b and c
+        pairs_bc = ((0, 3), (2, 1))  # b: top-right; c: left-bottom
+        pairs_ad = ((0, 2), (1, 3))  # a: top-left; d: bottom-right
+        for (e0, e1), (f0, f1) in zip(pairs_bc, pairs_ad, strict=True):
+            p_edge = np.where(cut_bc, e0, f0)
+            q_edge = np.where(cut_bc, e1, f1)
+            seg_cell.append(saddle)
+            seg_p.append((rows[p_edge, saddle], cols[p_edge, saddle]))
+            seg_q.append((rows[q_edge, saddle], cols[q_edge, saddle]))
+    cell = np.concatenate(seg_cell)
+    pr = np.concatenate([p[0] for p in seg_p])
+    pc = np.concatenate([p[1] for p in seg_p])
+    qr = np.concatenate([q[0] for q in seg_q])
+    qc = np.concatenate([q[1] for q in seg_q])
+    # orient each segment with the inside (higher values) on its left: gradient of
+    # the bilinear interpolant at the segment's midpoint
+    u = (pc + qc) / 2
+    v = (pr + qr) / 2
+    ac, bc_, cc, dc = a[cell], b[cell], c[cell], d[cell]
+    g_col = (bc_ - ac) * (1 - v) + (dc - cc) * v
+    g_row = (cc - ac) * (1 - u) + (dc - bc_) * u
+    flip = (qr - pr) * g_col - (qc - pc) * g_row < 0
+    pr, qr = np.where(flip, qr, pr), np.where(flip, pr, qr)
+    pc, qc = np.where(flip, qc, pc), np.where(flip, pc, qc)
+    # to nm, in absolute coordinates
+    y0 = (i[cell] + pr) * sy
+    y1 = (i[cell] + qr) * sy
+    x0 = (j[cell] + pc) * sx
+    x1 = (j[cell] + qc) * sx
+    zc = z[cell]
+    length = np.bincount(zc, np.hypot(y1 - y0, x1 - x0), nz)
+    area = np.abs(np.bincount(zc, (x0 * y1 - x1 * y0) / 2, nz))
+    return length, area
 
 
 def _surface_area(mask: np.ndarray, spacing, volume: float) -> float:
