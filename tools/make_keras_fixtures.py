@@ -153,6 +153,58 @@ def _all_layers(layer):
     yield from layer._flatten_layers(include_self=False, recursive=True)
 
 
+def build_reference(reference: str, width: int):
+    """The reference's ``MyDoubleDecoderNet`` with the published config scaled to ``width``."""
+    sys.path.insert(0, str(Path(reference).resolve()))
+    from deep_sxt.models.double_decoder_cnn import MyDoubleDecoderNet
+
+    published = json.loads(Path(reference, PUBLISHED_CONFIG).read_text())
+    model = MyDoubleDecoderNet(config=scaled_config(published, width))
+    model.build(input_shape=(None, 256, 256, 1))
+    return model
+
+
+def time_reference(model, args) -> int:
+    """Time the reference on fixed inputs, as its own inference does: ``model(x, training=False)``.
+
+    Also times the same network compiled with ``tf.function`` (the best TensorFlow offers
+    without changing the model), for a fair comparison.
+    """
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    model.load_weights(str(args.weights))
+    compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    outputs, timing = {}, {"tf_version": tf.__version__, "cases": {}}
+    with np.load(args.time) as inputs:
+        for key in inputs.files:
+            x = tf.constant(np.moveaxis(inputs[key], 1, -1))  # (N, H, W, 1), channels last
+            entry = {}
+            for mode, fn in (
+                ("eager", lambda x: model(x, training=False)),
+                ("tf.function", compiled),
+            ):
+                image, label = fn(x)  # warm-up (and tracing)
+                seconds = []
+                for _ in range(args.repeat):
+                    t0 = time.perf_counter()
+                    image, label = fn(x)
+                    _ = label.numpy()
+                    seconds.append(time.perf_counter() - t0)
+                entry[mode] = seconds
+                if mode == "eager":  # the outputs of the reference's own way of calling it
+                    outputs[f"{key}_image"] = np.moveaxis(image.numpy(), -1, 1)
+                    outputs[f"{key}_label"] = np.moveaxis(label.numpy(), -1, 1)
+            timing["cases"][key] = entry
+            print(key, {m: f"{min(v):.3f} s" for m, v in entry.items()}, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out / "reference_timing.npz", **outputs)
+    (args.out / "reference_timing.json").write_text(json.dumps(timing, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -169,6 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(CASES),
         help=f"comma-separated input cases among {', '.join(CASES)}",
     )
+    parser.add_argument(
+        "--time",
+        type=Path,
+        metavar="INPUTS.npz",
+        help="benchmark mode (evaluation/bench_convert.py): load --weights into the reference "
+        "network, time it on each (N, 1, H, W) array of INPUTS.npz and write "
+        "OUT/reference_timing.npz (outputs) and OUT/reference_timing.json (seconds)",
+    )
+    parser.add_argument("--weights", type=Path, help="with --time: the Keras weights to load")
+    parser.add_argument("--repeat", type=int, default=3, help="with --time: timed calls per input")
     args = parser.parse_args(argv)
     if not args.reference or not Path(args.reference, PUBLISHED_CONFIG).is_file():
         parser.error("--reference (or DEEP_SXT_REPO) must point to a deep_sxt checkout")
@@ -176,16 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    sys.path.insert(0, str(Path(args.reference).resolve()))
-    from deep_sxt.models.double_decoder_cnn import MyDoubleDecoderNet
-
     tf.keras.utils.set_random_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    published = json.loads(Path(args.reference, PUBLISHED_CONFIG).read_text())
-    config = scaled_config(published, args.width)
+    model = build_reference(args.reference, args.width)
+    if args.time is not None:
+        if args.weights is None:
+            parser.error("--time needs --weights")
+        return time_reference(model, args)
 
-    model = MyDoubleDecoderNet(config=copy.deepcopy(config))
-    model.build(input_shape=(None, 256, 256, 1))
+    rng = np.random.default_rng(args.seed)
     calibration = standardised_inputs(rng, 2, 128, 128)[..., None]
     randomise(model, rng, calibration)
     normalise_heads(model, calibration)
