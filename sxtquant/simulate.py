@@ -186,7 +186,7 @@ class Acquisition:
     tilt_step_deg: float = 1.0
     blur_fwhm_nm: float = 25.0
     depth_of_focus_nm: float | None = None
-    dose: float = 2000.0
+    dose: float = 500.0
     jitter_px: float = 0.0
     reconstruction: str = "sirt"
     sirt_iterations: int = 30
@@ -752,7 +752,7 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
             curvature=curvature,
         )
 
-    for shape in place(make_mito, max(1, count(3.0, 400))):
+    for shape in place(make_mito, max(1, count(6.0, 400))):
         new("mitochondrion", shape, cell_label, LAC_PER_UM["mitochondrion"], "bilayer")
 
     def make_er():
@@ -766,7 +766,7 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
             curvature=curvature,
         )
 
-    for shape in place(make_er, count(6.0, 600)):
+    for shape in place(make_er, max(1, count(10.0, 600))):
         new("er", shape, cell_label, LAC_PER_UM["er_lumen"], "bilayer")
 
     def make_sphere(rmin, rmax):
@@ -778,10 +778,10 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
 
         return make
 
-    for shape in place(make_sphere(50.0, 150.0), max(1, count(25.0, 2000))):
+    for shape in place(make_sphere(50.0, 150.0), max(1, count(40.0, 2000))):
         lac = rng.uniform(LAC_PER_UM["vesicle_lumen_min"], LAC_PER_UM["vesicle_lumen_max"])
         new("vesicle", shape, cell_label, float(lac), "bilayer")
-    for shape in place(make_sphere(80.0, 250.0), max(1, count(3.0, 300))):
+    for shape in place(make_sphere(80.0, 250.0), max(1, count(5.0, 300))):
         new("lipid_droplet", shape, cell_label, LAC_PER_UM["lipid_droplet"], "monolayer")
 
     # Gold fiducials: in the ice beside the cell (100–250 nm beads).
@@ -1436,7 +1436,7 @@ def simulate_tomogram(
 TRAINING_RANGES = {
     "tilt_max_deg": (62.0, 70.0),
     "blur_fwhm_nm": (20.0, 32.0),
-    "dose": (1000.0, 4000.0),
+    "dose": (350.0, 1500.0),
     "organelle_density": (0.6, 1.6),
     "filopodia": (2, 10),
     "cytoplasm_lac": (0.22, 0.30),
@@ -1446,7 +1446,7 @@ TRAINING_RANGES = {
 HELD_OUT_RANGES = {
     "tilt_max_deg": (55.0, 60.0),
     "blur_fwhm_nm": (38.0, 45.0),
-    "dose": (300.0, 700.0),
+    "dose": (120.0, 300.0),
     "organelle_density": (0.6, 1.6),
     "filopodia": (2, 10),
     "cytoplasm_lac": (0.22, 0.30),
