@@ -44,6 +44,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from sxtquant.objects import ellipsoid_axes
 from sxtquant.utils import as_voxel_size
 
 __all__ = ["COLUMNS", "measure_objects", "measure_slices", "object_boxes"]
@@ -195,12 +196,10 @@ def _measure_one(labels, label, box, spacing) -> list:
     n = z.size
     volume = n * sz * sy * sx
 
-    # 3D second moments (nm²) with the voxel-extent correction
+    # 3D second moments (nm²); ellipsoid_axes adds the voxel-extent correction
     pts = np.stack([z * sz, y * sy, x * sx])
     cov = np.cov(pts, bias=True) if n > 1 else np.zeros((3, 3))
-    cov = cov + np.diag(np.square(spacing)) / 12.0
-    lam = np.sort(np.linalg.eigvalsh(cov))[::-1]
-    axes = 2.0 * np.sqrt(5.0 * np.clip(lam, 0.0, None))
+    axes = ellipsoid_axes(cov, spacing)
 
     slices = _slice_values(mask, (z, y, x), sy, sx)
     area = _surface_area(mask, spacing, volume)
