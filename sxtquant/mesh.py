@@ -10,10 +10,10 @@ A mask or an instance-label volume becomes one closed triangle mesh per object:
 3. components whose raw surface has fewer than ``min_faces`` triangles are dropped
    (specks of noise);
 4. the surface is smoothed by Taubin's volume-preserving filter (the raw
-   marching-cubes staircase of a binary mask overstates area by 8-14 %; 25 Taubin
-   iterations bring a sphere of radius 6-30 voxels within 2 %, with or without
-   anisotropic voxels), optionally decimated (quadric decimation, VTK), and checked
-   to be watertight with outward normals.
+   marching-cubes staircase of a binary mask overstates area by 5-14 %; 10 Taubin
+   iterations bring a digitised sphere of radius 6-30 voxels within 2 % in area
+   and volume, with or without anisotropic voxels), optionally decimated (quadric
+   decimation, VTK), and checked to be watertight with outward normals.
 
 Coordinates
 -----------
@@ -74,7 +74,7 @@ _SUFFIX_FORMAT = {
     ".vtp": "vtk",
 }
 
-DEFAULT_SMOOTH_ITERATIONS = 25
+DEFAULT_SMOOTH_ITERATIONS = 10
 DEFAULT_MIN_FACES = 50
 
 
@@ -112,7 +112,8 @@ def labels_to_meshes(
         corners but shrinks thin and convex objects (a sphere of radius 6 voxels
         loses 2 % of its volume at 0.5, 9 % at 1.0).
     smooth_iterations : int
-        Iterations of mesh smoothing after marching cubes; 0 turns it off.
+        Iterations of mesh smoothing after marching cubes (for ``taubin``, one
+        iteration is a shrinking and an inflating step); 0 turns it off.
     smoothing : {"taubin", "laplacian"}
         ``taubin`` (default) barely changes volume; ``laplacian`` is trimesh's
         Laplacian filter with its volume constraint.
@@ -183,7 +184,7 @@ def labels_to_meshes(
         verts, faces, _, _ = marching_cubes(
             field, level, spacing=tuple(voxel), method="lewiner", allow_degenerate=False
         )
-        if len(faces) < max(min_faces, 1):
+        if len(faces) < min_faces:
             continue
         verts = (verts + origin * voxel)[:, ::-1]  # (z, y, x) -> (x, y, z) nm
         faces = faces[:, ::-1]  # swapping two axes mirrors: flip the winding back
@@ -252,7 +253,9 @@ def _smooth(mesh, iterations: int, method: str) -> None:
     import trimesh
 
     if method == "taubin":
-        trimesh.smoothing.filter_taubin(mesh, iterations=iterations)
+        # trimesh counts half-steps (shrink, inflate, shrink...): always end on an
+        # inflation; |mu| slightly above lambda, as Taubin advises, to keep the volume
+        trimesh.smoothing.filter_taubin(mesh, lamb=0.5, nu=0.53, iterations=2 * iterations)
     else:
         trimesh.smoothing.filter_laplacian(mesh, lamb=0.5, iterations=iterations)
 

@@ -246,6 +246,25 @@ def test_cli_format_option_and_voxel_size_override(run_cli, tmp_path, mask_file)
     assert read.bounds[1] < 60  # x in nm at 1 nm voxels: the volume is 50 voxels wide
 
 
+def test_cli_separate_splits_touching_spheres(run_cli, tmp_path):
+    import trimesh
+
+    voxel = (10.0, 10.0, 10.0)
+    shape = (24, 24, 44)
+    mask = ball(shape, (120, 120, 120), 90.0, voxel) | ball(shape, (120, 120, 290), 90.0, voxel)
+    path = write_mask(tmp_path / "touching.tif", mask, voxel)
+    result = run_cli("mesh", path, "-o", tmp_path / "one.ply", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "1 objects" in result.stdout
+    result = run_cli("mesh", path, "-o", tmp_path / "two.glb", "--separate", "--quiet")
+    assert result.returncode == 0, result.stderr
+    scene = trimesh.load(tmp_path / "two.glb")
+    assert sorted(scene.geometry) == ["object_1", "object_2"]
+    centres = sorted(round(g.centroid[0] / 10) * 10 for g in scene.geometry.values())
+    assert len(centres) == 2
+    assert centres[0] < 200 < centres[1]
+
+
 def test_cli_bad_input_exit_2_and_no_output(run_cli, tmp_path, mask_file):
     path, voxel = mask_file
     out = tmp_path / "o.stl"

@@ -10,7 +10,7 @@ Components whose raw surface has fewer than --min-faces triangles are dropped.
 
 All objects go into ONE file, OUT, whose format is --format or else OUT's suffix:
 .stl (merged, STL knows no objects), .ply (per-face property 'label'),
-.obj (one 'o object_<label>' group per object), .glb (one named node per object),
+.obj (one 'o object_<label>[_<part>]' group per object), .glb (one named node each),
 .vtk / .vtp (per-cell arrays 'label' and 'object'). Coordinates are in nm in
 (x, y, z) order, as ParaView, Blender and MeshLab expect, in the frame of the whole
 volume: voxel [z, y, x] has its centre at (x*dx, y*dy, z*dz) nm.
@@ -21,8 +21,9 @@ three for z y x). A file that records none needs --voxel-size.
 --render PNG also draws all objects in random colours (like Fig. 1B of Dyhr et al.
 2023) off-screen with matplotlib: no display or OpenGL needed.
 
---separate first splits touching objects of a binary mask by marker-controlled
-watershed (sxtquant.objects), so that e.g. two touching vesicles become two meshes.
+--separate first splits touching objects (of a mask, or within each label) by a
+marker-controlled watershed on the distance transform (sxtquant.objects), so that
+e.g. two touching vesicles become two meshes, numbered 1..n.
 
 Example:
   sxtquant mesh cell.mask.tif -o cell_objects.glb --min-faces 200 --render cell.png
@@ -92,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--separate",
         action="store_true",
-        help="split touching objects of a binary mask by watershed before meshing",
+        help="split touching objects by a distance-transform watershed before meshing",
     )
     parser.add_argument(
         "--dataset", help="HDF5 only: path of the dataset inside the file (default: the only one)"
@@ -137,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
     if data.dtype == np.uint8 and np.isin(data, (0, 255)).all():
         data = data > 0  # the 0/255 mask convention: one label, split into its components
     if args.separate:
-        data = _separate(data, voxel)
+        from sxtquant.objects import separate_objects
+
+        data = separate_objects(data, voxel)
 
     meshes = labels_to_meshes(
         data,
@@ -179,9 +182,3 @@ def _output_path(out, fmt: str | None):
     if suffix_format != fmt:
         raise InputError(out, f"the suffix '{out.suffix}' does not match --format {fmt}")
     return out
-
-
-def _separate(data, voxel):
-    from sxtquant.errors import NotReadyError
-
-    raise NotReadyError("--separate needs sxtquant.objects, which has not landed yet (issue #5)")
