@@ -1,0 +1,117 @@
+"""Run the evaluation harness: the reference paper's metrics beside ours.
+
+Usage::
+
+    python -m evaluation run [--data DIR | --simulated] [--preset tiny|small|base|paper]
+                             [--out evaluation/results] [--quick] [--device auto|cpu|cuda]
+    python -m evaluation report [--out evaluation/results]
+
+``run`` writes JSON/CSV tables and ``report.md`` into ``--out`` (see
+:mod:`evaluation.harness`); generated data and trained models are cached in
+``OUT/work/``, so a second run is fast. Without ``--data`` it looks for the paper's
+data set (``sxtquant fetch refubium-37222``) in the training layout and otherwise
+uses the simulated benchmark (every output then says "simulated").
+``report`` rebuilds ``report.md`` from the tables of a finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    run = verbs.add_parser("run", help="run the evaluation and write the report")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="real data in the training layout (labeled/images, labeled/labels, "
+        "unlabeled/images); a seeded 20 %% of the labelled slices is held out for testing",
+    )
+    source.add_argument(
+        "--simulated",
+        action="store_true",
+        help="use the simulated benchmark even if the paper's data is present",
+    )
+    run.add_argument(
+        "--preset",
+        choices=("tiny", "small", "base", "paper"),
+        default=None,
+        help="network width evaluated (default: tiny with --quick, paper otherwise)",
+    )
+    run.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)"
+    )
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="the CI run: small simulated tomograms and a short training (~10 min on 2 cores)",
+    )
+    run.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device"
+    )
+    run.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of data, training and baselines")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    report = verbs.add_parser("report", help="rebuild report.md from a finished run")
+    report.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)"
+    )
+    return parser
+
+
+def _real_data_folder() -> Path | None:
+    """The paper's data set where the harness can use it directly (training layout)."""
+    from sxtquant.fetch import locate
+
+    folder = locate("refubium-37222")
+    if folder is not None and (folder / "labeled" / "images").is_dir():
+        return folder
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from evaluation import harness
+    from sxtquant.errors import InputError
+    from sxtquant.utils import set_quiet
+
+    if args.verb == "report":
+        path = harness.write_report(args.out)
+        print(path)
+        return 0
+    set_quiet(args.quiet)
+    preset = args.preset or ("tiny" if args.quick else "paper")
+    make = harness.quick_config if args.quick else harness.full_config
+    data = args.data
+    if data is None and not args.simulated:
+        data = _real_data_folder()
+    try:
+        config = make(preset, device=args.device, threads=args.threads, seed=args.seed)
+        started = time.perf_counter()
+        record = harness.run(config, args.out, data=data, quiet=args.quiet)
+    except (InputError, ValueError) as exc:
+        print(f"python -m evaluation: error: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - started
+    print(f"data: {record['data']}; wall time {seconds:.0f} s")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
