@@ -2,9 +2,9 @@
 
 Run as a plain script (it is not collected by pytest)::
 
-    .venv/bin/python evaluation/bench_morphology.py                 # full: 300x1000x1000, ~1000 objects
+    .venv/bin/python evaluation/bench_morphology.py            # 300x1000x1000, ~1000 objects
     .venv/bin/python evaluation/bench_morphology.py --shape 100 400 400 --objects 150
-    .venv/bin/python evaluation/bench_morphology.py --accuracy      # error table on analytic shapes
+    .venv/bin/python evaluation/bench_morphology.py --accuracy # errors on analytic shapes
 
 The benchmark fills a (Z, Y, X) uint16 label volume with randomly placed and oriented
 spheres, tri-axial ellipsoids, capsules and cylinders (radii 8-25 voxels) and times
@@ -130,9 +130,7 @@ def accuracy(n_per_case: int = 8, seed: int = 0) -> dict:
                     ),
                 }
                 for quantity, (measured, true) in truth.items():
-                    errors.setdefault(quantity, {}).setdefault(kind, []).append(
-                        measured / true - 1
-                    )
+                    errors.setdefault(quantity, {}).setdefault(kind, []).append(measured / true - 1)
     return {
         quantity: {
             kind: {
