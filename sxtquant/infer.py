@@ -200,6 +200,8 @@ _TTA = tuple((k, flip) for flip in (False, True) for k in range(4))
 
 
 def _forward_label(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    if isinstance(model, SXTNet):
+        return model.forward_label(batch)  # the image decoder is not needed
     out = model(batch)
     if isinstance(out, tuple | list):
         out = out[-1]  # (image, label)

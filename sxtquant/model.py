@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sxtquant.errors import InputError
+from sxtquant.io import atomic_output
 
 __all__ = [
     "PRESETS",
@@ -619,6 +620,12 @@ class SXTNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_input(x)
+        features, skips = self.encoder(x)
+        y = self.neck(features)
+        return self.image_decoder(y), self.label_decoder(y, skips)
+
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input of shape (N, 1, H, W), got {tuple(x.shape)}")
         mult = self.config.multiple
@@ -626,9 +633,13 @@ class SXTNet(nn.Module):
             raise ValueError(
                 f"input height and width must be multiples of {mult}, got {tuple(x.shape[-2:])}"
             )
+
+    def forward_label(self, x: torch.Tensor) -> torch.Tensor:
+        """The label head alone, (N, 1, H, W) tanh in [-1, 1]; the image decoder
+        (27 % of the FLOPs, not needed to segment) is skipped."""
+        self._check_input(x)
         features, skips = self.encoder(x)
-        y = self.neck(features)
-        return self.image_decoder(y), self.label_decoder(y, skips)
+        return self.label_decoder(self.neck(features), skips)
 
 
 def build_model(preset_or_config: str | ModelConfig | Mapping[str, Any] = "paper") -> SXTNet:
@@ -684,12 +695,18 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
 # --------------------------------------------------------------------------- FLOPs
 
 
-def flops_per_tile(preset_or_config: str | ModelConfig, tile: int | tuple[int, int] = 256) -> int:
+def flops_per_tile(
+    preset_or_config: str | ModelConfig,
+    tile: int | tuple[int, int] = 256,
+    *,
+    label_only: bool = False,
+) -> int:
     """Analytic FLOPs (2 per multiply-add) of one forward pass on a tile.
 
-    Counts convolutions and transposed convolutions (the latter over their full,
-    uncropped output, as :class:`torch.utils.flop_counter.FlopCounterMode` does);
-    batch norm, ReLU, pooling and bias additions are left out.
+    Counts convolutions and transposed convolutions (the latter over all their
+    input pixels, as :class:`torch.utils.flop_counter.FlopCounterMode` does);
+    batch norm, ReLU, pooling and bias additions are left out. ``label_only``:
+    without the image decoder (:meth:`SXTNet.forward_label`, used to segment).
     """
     config = _as_config(preset_or_config)
     h, w = (tile, tile) if isinstance(tile, int) else tile
@@ -730,10 +747,10 @@ def flops_per_tile(preset_or_config: str | ModelConfig, tile: int | tuple[int, i
             cin = config.neck_filters
     neck_out = config.neck_filters * len(config.neck_kernel_sizes)
     dec = config.decoder_filters
-    for blocks, use_skips in (
-        (config.image_decoder_blocks, False),
-        (config.label_decoder_blocks, True),
-    ):
+    decoders = [(config.label_decoder_blocks, True)]
+    if not label_only:
+        decoders.append((config.image_decoder_blocks, False))
+    for blocks, use_skips in decoders:
         c, p = neck_out, px
         for i in range(config.n_stages):
             total += 2 * p * c * dec[i] * k * k  # transposed conv over its input pixels
@@ -751,9 +768,11 @@ def flops_per_tile(preset_or_config: str | ModelConfig, tile: int | tuple[int, i
     return total
 
 
-def flops_per_pixel(preset_or_config: str | ModelConfig, tile: int = 256) -> float:
+def flops_per_pixel(
+    preset_or_config: str | ModelConfig, tile: int = 256, *, label_only: bool = False
+) -> float:
     """Analytic FLOPs per output pixel on a ``tile`` x ``tile`` tile (paper: ~2.3 MFLOP)."""
-    return flops_per_tile(preset_or_config, tile) / float(tile * tile)
+    return flops_per_tile(preset_or_config, tile, label_only=label_only) / float(tile * tile)
 
 
 # --------------------------------------------------------------------------- inference helpers
@@ -880,22 +899,14 @@ def save_checkpoint(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(folder / CONFIG_FILE, lambda p: p.write_text(config.to_json() + "\n"))
-    _atomic_write(folder / WEIGHTS_FILE, lambda p: torch.save(state, p))
+    with atomic_output(folder / CONFIG_FILE) as tmp:
+        tmp.write_text(config.to_json() + "\n")
+    with atomic_output(folder / WEIGHTS_FILE) as tmp:
+        torch.save(state, tmp)
     if metadata is not None:
-        text = json.dumps(dict(metadata), indent=2, default=str)
-        _atomic_write(folder / METADATA_FILE, lambda p: p.write_text(text + "\n"))
+        with atomic_output(folder / METADATA_FILE) as tmp:
+            tmp.write_text(json.dumps(dict(metadata), indent=2, default=str) + "\n")
     return folder
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:

@@ -68,6 +68,13 @@ def test_forward_shapes_and_label_range(h, w):
     assert label.min() >= -1 and label.max() <= 1
 
 
+def test_forward_label_equals_the_label_of_forward():
+    model = calibrated()
+    x = torch.randn(2, 1, 32, 48, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        assert torch.equal(model.forward_label(x), model(x)[1])
+
+
 def test_forward_rejects_sizes_that_are_not_multiples_of_16():
     model = build_model("tiny").eval()
     with pytest.raises(ValueError, match="multiples of 16"):
@@ -113,6 +120,9 @@ def test_analytic_flops_match_torch_flop_counter(preset):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     assert counter.get_total_flops() == flops_per_tile(preset, (64, 48))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.forward_label(x)
+    assert counter.get_total_flops() == flops_per_tile(preset, (64, 48), label_only=True)
 
 
 def test_same_padding_of_even_kernel_puts_extra_row_bottom_right():
