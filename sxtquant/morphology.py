@@ -192,16 +192,11 @@ def _measure_one(labels, label, box, spacing) -> list:
     sz, sy, sx = spacing
     mask = _crop(labels, label, box)
     touches = any(s.start == 0 or s.stop == n for s, n in zip(box, labels.shape, strict=True))
-    z, y, x = np.nonzero(mask)
-    n = z.size
+    sums = _slice_sums(mask, sy, sx)
+    n = int(sums["n"].sum())
     volume = n * sz * sy * sx
-
-    # 3D second moments (nm²); ellipsoid_axes adds the voxel-extent correction
-    pts = np.stack([z * sz, y * sy, x * sx])
-    cov = np.cov(pts, bias=True) if n > 1 else np.zeros((3, 3))
-    axes = ellipsoid_axes(cov, spacing)
-
-    slices = _slice_values(mask, (z, y, x), sy, sx)
+    axes = ellipsoid_axes(_covariance_3d(sums, sz), spacing)
+    slices = _slice_values(mask, sums, sy, sx)
     area = _surface_area(mask, spacing, volume)
     return [
         int(label),
@@ -251,20 +246,61 @@ def measure_slices(mask: np.ndarray, voxel_size_nm: float | Sequence[float]) -> 
         raise ValueError(f"mask must be a 3D (z, y, x) array, got shape {mask.shape}")
     _, sy, sx = as_voxel_size(voxel_size_nm)
     padded = np.pad(mask > 0, _PAD)
-    values = _slice_values(padded, np.nonzero(padded), sy, sx)
+    values = _slice_values(padded, _slice_sums(padded, sy, sx), sy, sx)
     values["z"] = values["z"] - _PAD
     values["area_nm2"] = values["pixels"] * (sy * sx)
     cols = ["z", "pixels", "area_nm2", "first_axis_nm", "second_axis_nm", "perimeter_nm"]
     return pd.DataFrame({c: values[c] for c in cols})
 
 
-def _slice_values(mask, zyx, sy, sx) -> dict[str, np.ndarray]:
+def _slice_sums(mask: np.ndarray, sy: float, sx: float) -> dict[str, np.ndarray]:
+    """Per z-slice pixel count and first/second coordinate sums (nm) of a mask.
+
+    Projections and matrix products over blocks of slices: no coordinate arrays of
+    the object's size are made, so even a whole-cell object is cheap in memory.
+    """
+    nz, ny, nx = mask.shape
+    y = np.arange(ny) * sy
+    x = np.arange(nx) * sx
+    out = {k: np.zeros(nz) for k in ("n", "y", "x", "yy", "xx", "xy")}
+    step = max(1, (1 << 22) // max(1, ny * nx))
+    for start in range(0, nz, step):
+        block = mask[start : start + step]
+        rows = block.sum(axis=2, dtype=np.float64)  # (k, y): pixels per row
+        cols = block.sum(axis=1, dtype=np.float64)  # (k, x)
+        sl = slice(start, start + block.shape[0])
+        out["n"][sl] = rows.sum(axis=1)
+        out["y"][sl] = rows @ y
+        out["yy"][sl] = rows @ (y * y)
+        out["x"][sl] = cols @ x
+        out["xx"][sl] = cols @ (x * x)
+        out["xy"][sl] = np.einsum("kyx,y,x->k", block, y, x, dtype=np.float64, optimize=True)
+    return out
+
+
+def _covariance_3d(sums: dict[str, np.ndarray], sz: float) -> np.ndarray:
+    """(z, y, x) covariance (nm²) of the voxel centres from their per-slice sums."""
+    n = sums["n"]
+    total = n.sum()
+    if total < 2:
+        return np.zeros((3, 3))
+    z = np.arange(n.size) * sz
+    first = np.array([z @ n, sums["y"].sum(), sums["x"].sum()]) / total
+    second = np.empty((3, 3))
+    second[0, 0] = (z * z) @ n
+    second[0, 1] = second[1, 0] = z @ sums["y"]
+    second[0, 2] = second[2, 0] = z @ sums["x"]
+    second[1, 1] = sums["yy"].sum()
+    second[2, 2] = sums["xx"].sum()
+    second[1, 2] = second[2, 1] = sums["xy"].sum()
+    return second / total - np.outer(first, first)
+
+
+def _slice_values(mask, sums, sy, sx) -> dict[str, np.ndarray]:
     """Per-slice pixel count, ellipse axes and perimeter of a padded crop's object."""
-    z, y, x = zyx
-    nz = mask.shape[0]
-    count = np.bincount(z, minlength=nz)
+    count = sums["n"].astype(np.int64)
     present = np.flatnonzero(count)
-    first, second = _slice_axes(z, y * sy, x * sx, count, present, sy, sx)
+    first, second = _slice_axes(sums, present, sy, sx)
     perimeter = _slice_perimeters(mask, present, count, sy, sx)
     return {
         "z": present,
@@ -275,15 +311,14 @@ def _slice_values(mask, zyx, sy, sx) -> dict[str, np.ndarray]:
     }
 
 
-def _slice_axes(z, y, x, count, present, sy, sx) -> tuple[np.ndarray, np.ndarray]:
+def _slice_axes(sums, present, sy, sx) -> tuple[np.ndarray, np.ndarray]:
     """Per-slice full axes (first, second) of the ellipse with the same second moments."""
-    nz = count.size
-    c = count[present].astype(float)
-    my = np.bincount(z, y, nz)[present] / c
-    mx = np.bincount(z, x, nz)[present] / c
-    vyy = np.bincount(z, y * y, nz)[present] / c - my * my + sy * sy / 12.0
-    vxx = np.bincount(z, x * x, nz)[present] / c - mx * mx + sx * sx / 12.0
-    vxy = np.bincount(z, x * y, nz)[present] / c - mx * my
+    c = sums["n"][present]
+    my = sums["y"][present] / c
+    mx = sums["x"][present] / c
+    vyy = sums["yy"][present] / c - my * my + sy * sy / 12.0
+    vxx = sums["xx"][present] / c - mx * mx + sx * sx / 12.0
+    vxy = sums["xy"][present] / c - mx * my
     half = (vyy + vxx) / 2
     root = np.sqrt(((vyy - vxx) / 2) ** 2 + vxy * vxy)
     lam1 = half + root
