@@ -836,6 +836,8 @@ def _tube_sd(tube: _Tube, box, v, pad):
         if sub is None:
             continue
         sub = tuple(slice(max(s.start, o), s.stop) for s, o in zip(sub, origin, strict=True))
+        if any(s.stop <= s.start for s in sub):
+            continue
         local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(sub, origin, strict=True))
         np.minimum(out[local], seg.sd(*_coords(sub, v)), out=out[local])
     return out
@@ -915,32 +917,37 @@ def make_phantom(
     by_class = {cls: [o for o in objects if o.cls == cls] for cls in CLASSES}
     cell = by_class["plasma_membrane"][0] if by_class["plasma_membrane"] else None
 
-    # The cell body and its filopodia form one compound surface.
+    # The cell body and its filopodia form one compound surface, drawn in z blocks so
+    # that the temporaries stay small for large volumes.
     if cell is not None:
-        full = tuple(slice(0, n) for n in shape)
-        sd_body = np.empty(shape, dtype=np.float32)
-        for z0 in range(0, shape[0], 16):  # z blocks keep temporaries small
-            blk = (slice(z0, min(z0 + 16, shape[0])), full[1], full[2])
-            sd_body[blk[0]] = cell.shape.sd(*_coords(blk, v))
-        sd_union = sd_body.copy()
-        for obj in by_class["filopodium"]:
-            box = _box(obj.shape, shape, v, pad)
-            sd_f = _tube_sd(obj.shape, box, v, pad)
-            labels[box][(sd_f <= 0) & (sd_body[box] > 0)] = obj.label
-            np.minimum(sd_union[box], sd_f, out=sd_union[box])
-        labels[sd_body <= 0] = cell.label
-        del sd_body
-        occ = _occupancy(sd_union, v)
-        texture = np.float32(0)
+        texture = None
         if content.texture > 0:
-            noise = rng.standard_normal(shape, dtype=np.float32)
-            texture = ndimage.gaussian_filter(noise, 1.5, mode="reflect", truncate=3.0)
+            texture = rng.standard_normal(shape, dtype=np.float32)
+            ndimage.gaussian_filter(texture, 1.5, output=texture, mode="reflect", truncate=3.0)
             texture *= np.float32(content.texture / max(float(texture.std()), 1e-6))
-        lac += (np.float32(content.cytoplasm_lac - ice) + texture) * occ
-        del occ, texture
-        membranes |= np.abs(sd_union) <= h
-        lac += np.float32(d_membrane) * _shell(sd_union, v, BILAYER_NM)
-        del sd_union
+        filopodia = [(o, _box(o.shape, shape, v, pad)) for o in by_class["filopodium"]]
+        for z0 in range(0, shape[0], 16):
+            z1 = min(z0 + 16, shape[0])
+            blk = (slice(z0, z1), slice(0, shape[1]), slice(0, shape[2]))
+            sd_body = cell.shape.sd(*_coords(blk, v)).astype(np.float32)
+            sd_union = sd_body.copy()
+            for obj, box in filopodia:
+                if box is None or box[0].start >= z1 or box[0].stop <= z0:
+                    continue
+                sub = (slice(max(box[0].start, z0), min(box[0].stop, z1)), box[1], box[2])
+                local = (slice(sub[0].start - z0, sub[0].stop - z0), box[1], box[2])
+                sd_f = _tube_sd(obj.shape, sub, v, pad)
+                labels[sub][(sd_f <= 0) & (sd_body[local] > 0)] = obj.label
+                np.minimum(sd_union[local], sd_f, out=sd_union[local])
+            labels[blk][sd_body <= 0] = cell.label
+            occ = _occupancy(sd_union, v)
+            fill = np.float32(content.cytoplasm_lac - ice)
+            if texture is not None:
+                fill = fill + texture[blk]
+            lac[blk] += fill * occ
+            membranes[blk] |= np.abs(sd_union) <= h
+            lac[blk] += np.float32(d_membrane) * _shell(sd_union, v, BILAYER_NM)
+        del texture
 
     for cls in ("nucleus", "mitochondrion", "er", "vesicle", "lipid_droplet", "fiducial"):
         for obj in by_class[cls]:
