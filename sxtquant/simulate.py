@@ -50,6 +50,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from sxtquant.shapes import ellipsoid_surface_area
 from sxtquant.utils import progress
 
 __all__ = [
@@ -284,21 +285,6 @@ class Simulation:
 def _unit(v) -> np.ndarray:
     v = np.asarray(v, dtype=float)
     return v / np.linalg.norm(v)
-
-
-def _ellipsoid_area(a: float, b: float, c: float) -> float:
-    """Exact surface area of an ellipsoid (Legendre's form with incomplete elliptic integrals)."""
-    from scipy.special import ellipeinc, ellipkinc
-
-    a, b, c = sorted((float(a), float(b), float(c)), reverse=True)
-    if a - c < 1e-9 * a:
-        return 4 * math.pi * a * a
-    phi = math.acos(c / a)
-    m = (a * a * (b * b - c * c)) / (b * b * (a * a - c * c))
-    s = math.sin(phi)
-    return 2 * math.pi * c * c + 2 * math.pi * a * b / s * (
-        ellipeinc(phi, m) * s * s + ellipkinc(phi, m) * math.cos(phi) ** 2
-    )
 
 
 class _Shape:
@@ -543,7 +529,7 @@ def _geometry_row(shape: _Shape) -> dict:
             radius_nm=cc,
             length_nm=2 * a,
             volume_nm3=4 / 3 * math.pi * a * b * cc,
-            surface_area_nm2=_ellipsoid_area(a, b, cc),
+            surface_area_nm2=ellipsoid_surface_area(a, b, cc),
         )
     elif isinstance(shape, _RoundedDisc):
         c = shape.c
