@@ -347,3 +347,16 @@ def test_cli_dataset_layout(run_cli, tmp_path):
     # conditions of the unlabelled tomograms differ from the labelled one's
     acqs = [t["acquisition"] for t in info["tomograms"]]
     assert acqs[1] != acqs[0] and acqs[2] != acqs[0]
+
+
+def test_depth_of_focus_and_jitter_blur_the_projections():
+    ph = sim.make_phantom((24, 64, 64), VOXEL, seed=5)
+    base = sim.Acquisition(dose=np.inf)
+    sharp = sim.acquire(ph.lac, VOXEL, base).data
+    defocus = sim.acquire(ph.lac, VOXEL, sim.Acquisition(dose=np.inf, depth_of_focus_nm=50)).data
+    jitter = sim.acquire(ph.lac, VOXEL, sim.Acquisition(dose=np.inf, jitter_px=1.0)).data
+    # same total absorption, less detail
+    np.testing.assert_allclose(defocus.mean(), sharp.mean(), rtol=0.02)
+    gradient = [float(np.abs(np.diff(d, axis=2)).mean()) for d in (sharp, defocus)]
+    assert gradient[1] < gradient[0]
+    assert not np.allclose(jitter, sharp)
