@@ -43,6 +43,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -51,8 +52,9 @@ from torch import nn
 
 from sxtquant import io, utils
 from sxtquant.errors import InputError
+from sxtquant.model import build_model, load_model, save_checkpoint, standardize_slices
 
-PRESETS = ("tiny", "small", "base", "paper")
+PRESETS = ("tiny", "small", "base", "paper")  # the presets of sxtquant.model
 DEVICES = ("auto", "cpu", "cuda")
 HUBER_DELTA = 0.1
 SSIM_WINDOW = 11
@@ -123,7 +125,7 @@ class TrainConfig:
         pixel metrics; a pixel is positive when its probability is > threshold.
     """
 
-    preset: str = "paper"
+    preset: Literal["tiny", "small", "base", "paper"] = "paper"
     epochs: int = 50
     steps_per_epoch: int = 200
     batch_size: int = 8
@@ -135,7 +137,7 @@ class TrainConfig:
     validation_fraction: float = 0.1
     seed: int = 0
     supervised_only: bool = False
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int | None = None
     threshold: float = 0.9
 
@@ -339,8 +341,6 @@ def label_target(mask: np.ndarray | torch.Tensor):
 
 
 def _standardize(slices: Sequence[np.ndarray]) -> list[np.ndarray]:
-    from sxtquant.model import standardize_slices
-
     return [np.asarray(standardize_slices(s), dtype=np.float32) for s in slices]
 
 
@@ -351,6 +351,7 @@ def augment(
     image: np.ndarray,
     label: np.ndarray | None,
     rng: np.random.Generator,
+    *,
     crop: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A random ``crop`` × ``crop`` window, a random 90° rotation and random flips.
@@ -424,7 +425,7 @@ class CropStream(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.stream, int(index)])
         i = int(self.pool[rng.integers(len(self.pool))])
         label = self.labels[i] if self.labels is not None else None
-        image, label = augment(self.images[i], label, rng, self.crop)
+        image, label = augment(self.images[i], label, rng, crop=self.crop)
         image_t = torch.from_numpy(image)[None]
         if label is None:
             return (image_t,)
@@ -739,8 +740,6 @@ def save_training_checkpoint(
 ) -> Path:
     """Write a checkpoint folder atomically: the model (``save_checkpoint``) and,
     when given, the training state (optimizer, epoch, RNG states...) as ``train_state.pt``."""
-    from sxtquant.model import save_checkpoint
-
     folder = Path(folder)
     with io.atomic_output(folder) as tmp:
         save_checkpoint(model, tmp, metadata=metadata)
@@ -924,8 +923,6 @@ def train(
         Fewer than two labelled slices, slices smaller than 16 px, ``cuda`` without a
         GPU, or ``resume`` without a checkpoint or with different data.
     """
-    from sxtquant.model import build_model, load_model
-
     out_dir = Path(out_dir)
     device = resolve_device(config.device)
     if len(dataset.images) < 2:

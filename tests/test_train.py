@@ -151,7 +151,7 @@ def test_augment_keeps_image_and_label_aligned():
     label = (image.astype(int) % 7) == 0
     seen = set()
     for seed in range(40):
-        a, b = augment(image, label, np.random.default_rng(seed), 32)
+        a, b = augment(image, label, np.random.default_rng(seed), crop=32)
         assert a.shape == b.shape == (32, 32)
         np.testing.assert_array_equal(b, (a.astype(int) % 7) == 0)
         # the crop is a rotation/flip of a 32 x 32 window of the original
@@ -165,7 +165,7 @@ def test_augment_keeps_image_and_label_aligned():
 
 def test_augment_pads_a_slice_smaller_than_the_crop():
     image, label = np.ones((20, 40), np.float32), np.ones((20, 40), bool)
-    a, b = augment(image, label, np.random.default_rng(0), 32)
+    a, b = augment(image, label, np.random.default_rng(0), crop=32)
     assert a.shape == b.shape == (32, 32)
     np.testing.assert_array_equal(a == 1, b)  # padding: image 0, label background
     assert (a == 0).sum() == 32 * 32 - 20 * 32
@@ -393,9 +393,11 @@ def test_train_config_validates_its_fields():
     with pytest.raises(ValueError, match="preset"):
         TrainConfig(preset="huge")
     from sxtquant.commands import train as train_command
+    from sxtquant.model import PRESETS as model_presets
     from sxtquant.train import PRESETS
 
     assert train_command.PRESETS == PRESETS
+    assert set(PRESETS) == set(model_presets)
     config = TrainConfig(preset="tiny", epochs=3)
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(dataclasses.FrozenInstanceError):
