@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from sxtquant.objects import ellipsoid_axes
-from sxtquant.utils import as_voxel_size
+from sxtquant.utils import as_voxel_size, progress
 
 __all__ = ["COLUMNS", "measure_objects", "measure_slices", "object_boxes"]
 
@@ -171,7 +171,10 @@ def measure_objects(
     labels = _check_labels(labels)
     spacing = as_voxel_size(voxel_size_nm)
     boxes = object_boxes(labels)
-    rows = [_measure_one(labels, label, box, spacing) for label, box in boxes.items()]
+    rows = [
+        _measure_one(labels, label, box, spacing)
+        for label, box in progress(boxes.items(), desc="measuring", unit="object")
+    ]
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table = table.astype(
         {"label": np.int64, "voxels": np.int64, "touches_border": bool}

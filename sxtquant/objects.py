@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sxtquant.utils import as_voxel_size
+from sxtquant.utils import as_voxel_size, progress
 
 __all__ = [
     "connected_components",
@@ -205,7 +205,7 @@ def separate_objects(
         labels = _labels(data)
     out = np.zeros(labels.shape, dtype=np.uint32)
     next_label = 1
-    for label, box in _boxes(labels):
+    for label, box in progress(list(_boxes(labels)), desc="separating", unit="object"):
         obj = labels[box] == label
         dist = ndimage.distance_transform_edt(np.pad(obj, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
         markers, n = _h_domes(dist, h_nm)
