@@ -921,7 +921,8 @@ def train(
     ------
     InputError
         Fewer than two labelled slices, slices smaller than 16 px, ``cuda`` without a
-        GPU, or ``resume`` without a checkpoint or with different data.
+        GPU, ``out_dir`` already holding a run (without ``resume``), or ``resume``
+        without a checkpoint or with different data.
     """
     out_dir = Path(out_dir)
     device = resolve_device(config.device)
@@ -946,6 +947,10 @@ def train(
 
     last_dir, best_dir, log_path = out_dir / "last", out_dir / "best", out_dir / "log.csv"
     run = _Progress()
+    if not resume and (last_dir / TRAIN_STATE).exists():
+        raise InputError(
+            out_dir, "already holds a training run; continue it with --resume or use a new folder"
+        )
     if resume:
         state = load_training_state(last_dir)
         if state["data"] != data_signature:

@@ -363,6 +363,8 @@ def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path):
     with pytest.raises(InputError, match="no training checkpoint"):
         train(data, tmp_path / "run", TrainConfig(epochs=1, **TINY), resume=True)
     train(data, tmp_path / "run", TrainConfig(epochs=1, **TINY), progress=False)
+    with pytest.raises(InputError, match="already holds a training run"):
+        train(data, tmp_path / "run", TrainConfig(epochs=1, **TINY), progress=False)
     other = tiny_data(n=5)
     with pytest.raises(InputError, match="different data"):
         train(other, tmp_path / "run", TrainConfig(epochs=2, **TINY), resume=True)
