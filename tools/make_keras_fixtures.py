@@ -165,10 +165,14 @@ def build_reference(reference: str, width: int):
 
 
 def time_reference(model, args) -> int:
-    """Time the reference on fixed inputs, as its own inference does: ``model(x, training=False)``.
+    """Serve timed calls of the reference on fixed inputs, for evaluation/bench_convert.py.
 
-    Also times the same network compiled with ``tf.function`` (the best TensorFlow offers
-    without changing the model), for a fair comparison.
+    Reads lines ``KEY MODE`` on stdin (KEY an array of ``--time INPUTS.npz``, MODE
+    ``eager`` -- the reference's own ``model(x, training=False)`` -- or ``function``, the
+    same network compiled with ``tf.function``, the best TensorFlow does with it) and
+    answers each with one JSON line ``{"key", "mode", "seconds"}``, so that the caller
+    can interleave these calls with its own under the same machine load. At the end of
+    input writes the eager outputs to ``OUT/reference_outputs.npz`` (channels first).
     """
     import time
 
@@ -176,32 +180,26 @@ def time_reference(model, args) -> int:
     import tensorflow as tf
 
     model.load_weights(str(args.weights))
-    compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    outputs, timing = {}, {"tf_version": tf.__version__, "cases": {}}
-    with np.load(args.time) as inputs:
-        for key in inputs.files:
-            x = tf.constant(np.moveaxis(inputs[key], 1, -1))  # (N, H, W, 1), channels last
-            entry = {}
-            for mode, fn in (
-                ("eager", lambda x: model(x, training=False)),
-                ("tf.function", compiled),
-            ):
-                image, label = fn(x)  # warm-up (and tracing)
-                seconds = []
-                for _ in range(args.repeat):
-                    t0 = time.perf_counter()
-                    image, label = fn(x)
-                    _ = label.numpy()
-                    seconds.append(time.perf_counter() - t0)
-                entry[mode] = seconds
-                if mode == "eager":  # the outputs of the reference's own way of calling it
-                    outputs[f"{key}_image"] = np.moveaxis(image.numpy(), -1, 1)
-                    outputs[f"{key}_label"] = np.moveaxis(label.numpy(), -1, 1)
-            timing["cases"][key] = entry
-            print(key, {m: f"{min(v):.3f} s" for m, v in entry.items()}, flush=True)
+    modes = {
+        "eager": lambda x: model(x, training=False),
+        "function": tf.function(lambda x: model(x, training=False), reduce_retracing=True),
+    }
+    with np.load(args.time) as data:
+        inputs = {k: tf.constant(np.moveaxis(data[k], 1, -1)) for k in data.files}  # NHWC
+    outputs = {}
+    print(json.dumps({"ready": True, "tf_version": tf.__version__}), flush=True)
+    for line in sys.stdin:
+        key, mode = line.split()
+        t0 = time.perf_counter()
+        image, label = modes[mode](inputs[key])
+        label = label.numpy()
+        seconds = time.perf_counter() - t0
+        if mode == "eager":
+            outputs[f"{key}_image"] = np.moveaxis(image.numpy(), -1, 1)
+            outputs[f"{key}_label"] = np.moveaxis(label, -1, 1)
+        print(json.dumps({"key": key, "mode": mode, "seconds": seconds}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / "reference_timing.npz", **outputs)
-    (args.out / "reference_timing.json").write_text(json.dumps(timing, indent=2))
+    np.savez(args.out / "reference_outputs.npz", **outputs)
     return 0
 
 
@@ -226,11 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         metavar="INPUTS.npz",
         help="benchmark mode (evaluation/bench_convert.py): load --weights into the reference "
-        "network, time it on each (N, 1, H, W) array of INPUTS.npz and write "
-        "OUT/reference_timing.npz (outputs) and OUT/reference_timing.json (seconds)",
+        "network and serve timed calls on the (N, 1, H, W) arrays of INPUTS.npz "
+        "(requests 'KEY eager|function' on stdin)",
     )
     parser.add_argument("--weights", type=Path, help="with --time: the Keras weights to load")
-    parser.add_argument("--repeat", type=int, default=3, help="with --time: timed calls per input")
     args = parser.parse_args(argv)
     if not args.reference or not Path(args.reference, PUBLISHED_CONFIG).is_file():
         parser.error("--reference (or DEEP_SXT_REPO) must point to a deep_sxt checkout")
