@@ -47,11 +47,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from sxtquant.shapes import ellipsoid_surface_area
 from sxtquant.utils import progress
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CLASSES",
@@ -189,7 +193,7 @@ class Acquisition:
     depth_of_focus_nm: float | None = None
     dose: float = 500.0
     jitter_px: float = 0.0
-    reconstruction: str = "sirt"
+    reconstruction: Literal["sirt", "fbp"] = "sirt"
     sirt_iterations: int = 30
 
     def __post_init__(self):
@@ -235,7 +239,7 @@ class Phantom:
     lac: np.ndarray
     membranes: np.ndarray
     objects: np.ndarray
-    table: object
+    table: pd.DataFrame
     voxel_size_nm: float
 
 
@@ -1244,7 +1248,7 @@ def reconstruct(
     thickness: int,
     voxel_size_nm: float,
     *,
-    method: str = "sirt",
+    method: Literal["sirt", "fbp"] = "sirt",
     iterations: int = 30,
 ) -> np.ndarray:
     """Reconstruct a tomogram slice-wise in x–z planes (tilt axis y).
@@ -1448,7 +1452,7 @@ HELD_OUT_RANGES = {
 
 
 def sample_conditions(
-    rng: np.random.Generator, split: str = "unlabeled"
+    rng: np.random.Generator, split: Literal["labeled", "unlabeled", "test"] = "unlabeled"
 ) -> tuple[Acquisition, CellContent]:
     """Draw the acquisition and cell content of one tomogram of a training/test set.
 
