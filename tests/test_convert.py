@@ -268,3 +268,24 @@ def test_paper_network_reproduces_reference_outputs(tmp_path):
         # output differs from a float64 evaluation by up to 9.7e-5 on the 256x256 tile, ours
         # by 6e-5. Hence 1e-4 absolute plus 1e-4 relative to the value here.
         np.testing.assert_allclose(image.numpy(), reference[f"{case}_image"], rtol=1e-4, atol=1e-4)
+
+
+def test_segment_with_converted_model_matches_reference_label(run_cli, tmp_path, reference):
+    """convert, then segment: one 64x64 tile per slice, so probability = (tanh + 1) / 2 exactly."""
+    from sxtquant.io import read_volume, write_volume
+
+    model_dir = tmp_path / "model"
+    assert run_cli("convert", TINY_H5, "-o", model_dir, "--preset", "auto").returncode == 0
+    slices = reference["batch64_input"][:, 0]  # (2, 64, 64), already standardised
+    write_volume(tmp_path / "cell.tif", slices, 10.0)
+    result = run_cli(
+        "segment", tmp_path / "cell.tif", "-o", tmp_path / "seg", "--model", model_dir,
+        "--tile", "64", "--device", "cpu", "--reference-rule", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    probability = read_volume(tmp_path / "seg" / "cell.probability.tif").data
+    expected = (reference["batch64_label"][:, 0] + 1) / 2
+    assert np.abs(probability - expected).max() < TOLERANCE
+    mask = read_volume(tmp_path / "seg" / "cell.mask.tif").data
+    decided = np.abs(reference["batch64_label"][:, 0]) > 1e-3  # away from the decision boundary
+    assert np.array_equal(mask[decided] == 255, reference["batch64_label"][:, 0][decided] > 0)
