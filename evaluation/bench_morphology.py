@@ -36,6 +36,7 @@ from sxtquant.shapes import (
     paint,
     random_rotation,
 )
+from sxtquant.utils import set_quiet
 
 KINDS = ("sphere", "ellipsoid", "capsule", "cylinder")
 SPACINGS = ((1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 1.3, 1.3), (3.0, 1.0, 1.0))
@@ -100,6 +101,7 @@ def _place(shape: Shape, spacing, rng) -> tuple[Shape, tuple[int, int, int]]:
 def accuracy(n_per_case: int = 8, seed: int = 0) -> dict:
     """Relative errors (measured / analytic - 1) per quantity and shape kind."""
     rng = np.random.default_rng(seed)
+    set_quiet(True)  # one progress bar per shape would only clutter
     errors: dict[str, dict[str, list[float]]] = {}
     for spacing in SPACINGS:
         for kind in KINDS:

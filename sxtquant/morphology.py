@@ -18,8 +18,8 @@ surface area
     smoothed level set sits slightly inside a convex surface (by ~σ² x mean
     curvature); the mesh is therefore rescaled so that the volume it encloses
     equals the voxel volume (area x (V_voxels / V_mesh)^(2/3)), which removes that
-    shrinkage to first order. What remains: smooth shapes +0.5-2 %; sharp edges
-    (a cylinder's rims) come out slightly rounded, down to -4 % at radii of 5 voxels.
+    shrinkage to first order. What remains: smooth shapes +0.5-3 %; sharp edges
+    (a cylinder's rims) come out slightly rounded, down to -3.5 % at radii of 5 voxels.
 ellipsoid axes
     eigenvalues λ of the covariance of the voxel centres plus the covariance of one
     voxel (s²/12 per axis, the voxel-extent correction); full axis = 2 sqrt(5 λ),
@@ -70,10 +70,10 @@ COLUMNS = (
 #: Gaussian σ applied to an object's mask before marching cubes, in units of the
 #: coarsest voxel spacing (the same physical σ along every axis, so that the terraces
 #: of thick slices are smoothed as much as the steps within a slice).
-SURFACE_SIGMA_VOXELS = 0.6
+SURFACE_SIGMA_VOXELS = 0.55
 #: Gaussian σ applied in-plane to each slice before marching squares, in units of the
 #: coarser of the (y, x) spacings.
-PERIMETER_SIGMA_VOXELS = 0.8
+PERIMETER_SIGMA_VOXELS = 0.65
 _CLIP = 1e-4  # the smoothed mask is clipped to [_CLIP, 1 - _CLIP] before the probit
 _PROBIT_CLIP = 3.7190165  # -ndtri(_CLIP)
 _PAD = 2  # zero voxels around each crop, so that the level sets close
