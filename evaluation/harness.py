@@ -294,6 +294,17 @@ def _key(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _code_key(*modules: str) -> str:
+    """A hash of the source of ``sxtquant`` modules: a cache made by other code is stale."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in modules:
+        module = importlib.import_module(f"sxtquant.{name}")
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -417,7 +428,7 @@ def simulated_dataset(bench: Benchmark, work: str | os.PathLike) -> Dataset:
     Dataset
         ``source = "simulated"``.
     """
-    root = Path(work) / "sim" / _key(dataclasses.asdict(bench))
+    root = Path(work) / "sim" / _key([dataclasses.asdict(bench), _code_key("simulate")])
     splits = {"labeled": bench.n_labeled, "unlabeled": bench.n_unlabeled, "test": bench.n_test}
     jobs = [(split, i) for split, n in splits.items() for i in range(n)]
     made: dict[str, list[Tomogram]] = {split: [] for split in splits}
@@ -499,7 +510,8 @@ def train_network(
 
     tc = config.train_config(preset, supervised_only=supervised_only)
     kind = "supervised" if supervised_only else "semi"
-    folder = work / "models" / f"{preset}-{kind}-{_key([tc.to_dict(), dataset.fingerprint()])}"
+    key = _key([tc.to_dict(), dataset.fingerprint(), _code_key("train", "model")])
+    folder = work / "models" / f"{preset}-{kind}-{key}"
     facts_path = folder / "harness.json"
     if facts_path.is_file() and (folder / "best").is_dir():
         facts = json.loads(facts_path.read_text())
@@ -710,7 +722,8 @@ def measure_speed(config: HarnessConfig, models: dict[str, Path], *, quiet: bool
             "batch_size": config.batch_size,
             "progress": not quiet,
         }
-        predict_slices(model, slices[:1, : config.tile, : config.tile], **kwargs)  # warm-up
+        warm = {**kwargs, "tile": 64, "overlap": 16}
+        predict_slices(model, slices[:1, :64, :64], **warm)  # warm-up (oneDNN kernels)
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
@@ -810,7 +823,8 @@ def filopodia_benchmark(bench: Benchmark, work: Path, *, quiet: bool = False):
     """
     from sxtquant import filopodia, simulate
 
-    root = work / "filopodia" / _key(dataclasses.asdict(bench))
+    code = _code_key("simulate", "filopodia", "morphology")
+    root = work / "filopodia" / _key([dataclasses.asdict(bench), code])
     cached = root / "filopodia.csv"
     if cached.is_file():
         per = pd.read_csv(cached)
@@ -937,8 +951,7 @@ def _run(config: HarnessConfig, out, *, data, quiet: bool) -> dict:
     if config.threads:
         torch.set_num_threads(int(config.threads))
     out = Path(out)
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
+    work = out / "work"  # created by the first cache write, after the input is checked
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
