@@ -418,6 +418,13 @@ class _Tube(_Shape):
         pts = np.array(pts)
         return pts, np.full(len(pts), self.r)
 
+    def pts_after(self, distance: float) -> np.ndarray:
+        """Indices of the polyline points more than ``distance`` along it from the start."""
+        along = np.concatenate(
+            [[0.0], np.cumsum(np.linalg.norm(np.diff(self.pts, axis=0), axis=1))]
+        )
+        return np.flatnonzero(along > distance)
+
     @property
     def length(self) -> float:
         return float(np.linalg.norm(np.diff(self.pts, axis=0), axis=1).sum())
@@ -464,16 +471,6 @@ def _random_direction(rng, flatten: float = 1.0) -> np.ndarray:
     v = rng.normal(size=3)
     v[0] *= flatten
     return _unit(v)
-
-
-def _rotation_with_axis(rng, axis) -> np.ndarray:
-    """A rotation matrix whose first column is ``axis`` (others random)."""
-    a = _unit(axis)
-    t = _unit(rng.normal(size=3))
-    while abs(t @ a) > 0.9:
-        t = _unit(rng.normal(size=3))
-    b = _unit(t - (t @ a) * a)
-    return np.stack([a, b, np.cross(a, b)], axis=1)
 
 
 class _Placer:
@@ -666,7 +663,12 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
         k = 1 / cell.rho + 1 / (cell.R + cell.rho)
         base = tube.pts[0] + _unit(tube.pts[1] - tube.pts[0]) * base_t
         tip = tube.pts[-1] + _unit(tube.pts[-1] - tube.pts[-2]) * r
+        outside = _Tube(pts=np.concatenate([base[None], tube.pts[tube.pts_after(base_t)]]), r=r)
+        centre = outside.centroid()
         obj.row.update(
+            centre_z_nm=centre[0],
+            centre_y_nm=centre[1],
+            centre_x_nm=centre[2],
             length_nm=L + r,
             centreline_length_nm=L,
             volume_nm3=math.pi * r * r * L + 2 / 3 * math.pi * r**3 + math.pi * r**4 / 8 * k,
@@ -683,7 +685,6 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
             orientation_y=_unit(tip - base)[1],
             orientation_x=_unit(tip - base)[2],
         )
-    # swap so that filopodia are drawn before the cell body (the body wins the overlap)
     cell_label = cell_obj.label
 
     # Nucleus: flattened ellipsoid with a double envelope.
