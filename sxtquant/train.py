@@ -52,6 +52,7 @@ from torch import nn
 
 from sxtquant import io, utils
 from sxtquant.errors import InputError
+from sxtquant.metrics import binarize, pixel_metrics
 from sxtquant.model import build_model, load_model, save_checkpoint, standardize_slices
 
 PRESETS = ("tiny", "small", "base", "paper")  # the presets of sxtquant.model
@@ -615,30 +616,6 @@ def unsupervised_step(
 # --------------------------------------------------------------------------- validation
 
 
-def pixel_counts(probability: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:
-    """(tp, fp, fn, tn) pixel counts with positive = probability > threshold."""
-    pred, truth = np.asarray(probability) > threshold, np.asarray(truth) > 0
-    tp = np.count_nonzero(pred & truth)
-    fp = np.count_nonzero(pred & ~truth)
-    fn = np.count_nonzero(~pred & truth)
-    return np.array([tp, fp, fn, pred.size - tp - fp - fn], dtype=np.int64)
-
-
-def pixel_scores(counts: np.ndarray) -> dict[str, float]:
-    """Accuracy, precision, recall and F1 from (tp, fp, fn, tn); NaN where undefined."""
-    tp, fp, fn, tn = (float(c) for c in counts)
-
-    def ratio(a: float, b: float) -> float:
-        return a / b if b > 0 else float("nan")
-
-    return {
-        "accuracy": ratio(tp + tn, tp + fp + fn + tn),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-    }
-
-
 def _pad_to_multiple(a: np.ndarray, multiple: int = SIZE_MULTIPLE) -> np.ndarray:
     h, w = a.shape
     ph, pw = -h % multiple, -w % multiple
@@ -669,7 +646,7 @@ def validate(
     labels : sequence of (H, W) bool arrays
     """
     model.eval()
-    counts = np.zeros(4, dtype=np.int64)
+    predicted: list[np.ndarray] = []
     label_sum = image_sum = 0.0
     pixels = 0
     for image, label in zip(images, labels, strict=True):
@@ -688,13 +665,15 @@ def validate(
                 image_loss(reconstruction.float()[..., :h, :w], x[..., :h, :w]).item() * h * w
             )
         pixels += h * w
-        probability = ((out + 1) / 2).clamp(0, 1)[0, 0].cpu().numpy()
-        counts += pixel_counts(probability, label, threshold)
-    scores = pixel_scores(counts)
+        probability = ((out + 1) / 2).clamp(0, 1).nan_to_num(0.0)[0, 0].cpu().numpy()
+        predicted.append(binarize(probability, threshold).ravel())
+    # slices differ in size: pool all pixels as one row
+    truth = np.concatenate([np.asarray(label).ravel() for label in labels])
+    scores = pixel_metrics(np.concatenate(predicted)[None], truth[None])
     return {
         "val_loss": label_sum / pixels,
         "val_image_loss": float("nan") if supervised_only else image_sum / pixels,
-        **{f"val_{k}": v for k, v in scores.items()},
+        **{f"val_{k}": scores[k] for k in ("accuracy", "precision", "recall", "f1")},
     }
 
 

@@ -27,8 +27,6 @@ from sxtquant.train import (
     image_loss,
     label_target,
     load_training_data,
-    pixel_counts,
-    pixel_scores,
     save_training_checkpoint,
     split_slices,
     ssim,
@@ -131,16 +129,6 @@ def test_label_target_is_plus_one_on_membrane_minus_one_elsewhere():
     mask = np.array([[0, 255], [1, 0]], np.uint8)
     np.testing.assert_array_equal(label_target(mask), [[-1, 1], [1, -1]])
     assert torch.equal(label_target(torch.from_numpy(mask)), torch.tensor([[-1.0, 1], [1, -1]]))
-
-
-def test_pixel_scores_threshold_is_strict_and_undefined_is_nan():
-    prob = np.array([0.95, 0.9, 0.2, 0.99])
-    truth = np.array([1, 1, 0, 0], bool)
-    counts = pixel_counts(prob, truth, 0.9)
-    np.testing.assert_array_equal(counts, [1, 1, 1, 1])  # 0.9 itself is negative
-    scores = pixel_scores(counts)
-    assert scores == pytest.approx({"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5})
-    assert np.isnan(pixel_scores(np.array([0, 0, 0, 5]))["precision"])
 
 
 # --------------------------------------------------------------------------- data
@@ -277,6 +265,36 @@ def test_single_head_forwards_equal_the_full_forward():
         image, label = model(x)
         assert torch.equal(_forward_image(model, x), image)
         assert torch.equal(_forward_label(model, x), label)
+
+
+class ThresholdNet(torch.nn.Module):
+    """Reconstructs its input exactly; label +1 where the input > 0.5, else -1."""
+
+    def forward(self, x):
+        return x, torch.where(x > 0.5, 1.0, -1.0)
+
+
+def test_validate_losses_and_pixel_metrics_on_known_outputs():
+    from sxtquant.train import validate
+
+    image_a = np.zeros((32, 32), np.float32)
+    image_a[:8, :8] = 2.0  # predicted membrane: 64 px
+    truth_a = np.zeros((32, 32), bool)
+    truth_a[:8, :16] = True  # true membrane: 128 px -> TP 64, FN 64, TN 896
+    image_b = np.zeros((20, 36), np.float32)  # odd size: padded, then cropped back
+    image_b[0, :10] = 1.0  # 10 px false positives; TN 710
+    truth_b = np.zeros((20, 36), bool)
+    got = validate(
+        ThresholdNet(), [image_a, image_b], [truth_a, truth_b], device=torch.device("cpu")
+    )
+    pixels = 32 * 32 + 20 * 36
+    huber_wrong = 0.1 * (2 - 0.05)  # |error| = 2 on each wrong pixel, delta 0.1
+    assert got["val_loss"] == pytest.approx((64 + 10) * huber_wrong / pixels)
+    assert got["val_image_loss"] == pytest.approx(0.0, abs=1e-6)
+    assert got["val_precision"] == pytest.approx(64 / 74)
+    assert got["val_recall"] == pytest.approx(0.5)
+    assert got["val_f1"] == pytest.approx(128 / (128 + 10 + 64))
+    assert got["val_accuracy"] == pytest.approx((64 + 896 + 710) / pixels)
 
 
 def test_frozen_restores_mode_and_flags():
