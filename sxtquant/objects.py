@@ -33,7 +33,9 @@ __all__ = [
     "connected_components",
     "ellipsoid_axes",
     "exclude_border",
+    "is_label_volume",
     "label_dtype",
+    "label_sizes",
     "moment_axes",
     "objects_from_mask",
     "opening",
@@ -90,10 +92,38 @@ def connected_components(mask: np.ndarray, *, connectivity: int = 1) -> np.ndarr
     return labels.astype(label_dtype(n), copy=False)
 
 
+def label_sizes(labels: np.ndarray) -> np.ndarray:
+    """Voxel count of every label value 0..max (index = label), counted in slabs of slices.
+
+    Unlike ``np.unique`` or one ``np.bincount`` over the whole volume, it never copies
+    the volume, so it suits label volumes of hundreds of millions of voxels.
+    """
+    labels = _labels(labels)
+    if labels.size == 0:
+        return np.zeros(1, dtype=np.int64)
+    if labels.dtype.kind == "i" and labels.min() < 0:
+        raise ValueError("labels must be >= 0 (0 = background)")
+    n = int(labels.max()) + 1
+    sizes = np.zeros(n, dtype=np.int64)
+    step = max(1, (1 << 24) // max(1, labels[0].size))
+    for start in range(0, labels.shape[0], step):
+        sizes += np.bincount(labels[start : start + step].ravel(), minlength=n)
+    return sizes
+
+
+def is_label_volume(data: np.ndarray) -> bool:
+    """True when ``data`` holds more than two distinct values (background + one value = mask)."""
+    data = np.asarray(data)
+    if data.size == 0 or data.dtype == bool:
+        return False
+    low, high = data.min(), data.max()
+    return bool(low != high and ((data != low) & (data != high)).any())
+
+
 def relabel(labels: np.ndarray) -> np.ndarray:
     """Renumber the labels > 0 as 1..n keeping their order; uint16 or uint32."""
     labels = _labels(labels)
-    present = np.unique(labels)
+    present = np.flatnonzero(label_sizes(labels))
     present = present[present > 0]
     if present.size == 0:
         return np.zeros(labels.shape, dtype=np.uint16)
@@ -132,12 +162,19 @@ def remove_small(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     out = labels.copy()
     if min_voxels <= 1 or labels.size == 0:
         return out
-    sizes = np.bincount(labels.ravel().astype(np.int64, copy=False))
+    sizes = label_sizes(labels)
     small = np.flatnonzero(sizes < min_voxels)
     small = small[small > 0]
     if small.size:
         out[np.isin(labels, small)] = 0
     return out
+
+
+def _several_foreground_values(data: np.ndarray) -> bool:
+    foreground = data != 0
+    if not foreground.any():
+        return False
+    return bool(data.min(where=foreground, initial=data.max()) != data.max())
 
 
 def _boxes(labels: np.ndarray, pad: int = 1):
@@ -160,6 +197,7 @@ def separate_objects(
     h_nm: float | None = None,
     min_voxels: int = 0,
     connectivity: int = 1,
+    is_labels: bool | None = None,
 ) -> np.ndarray:
     """Split touching objects by a marker-controlled watershed on the distance transform.
 
@@ -184,6 +222,9 @@ def separate_objects(
         Pieces smaller than this after splitting are removed.
     connectivity : {1, 2, 3}
         Connectivity of the components of a mask.
+    is_labels : bool, optional
+        How to read the input; by default, labels when it holds more than one
+        non-zero value.
 
     Returns
     -------
@@ -199,7 +240,9 @@ def separate_objects(
         h_nm = 2.0 * max(spacing)
     if not h_nm > 0:
         raise ValueError(f"h_nm must be > 0, got {h_nm}")
-    if data.dtype == bool or np.unique(data[data != 0]).size <= 1:
+    if is_labels is None:
+        is_labels = data.dtype != bool and _several_foreground_values(data)
+    if not is_labels:
         labels = connected_components(data, connectivity=connectivity)
     else:
         labels = _labels(data)
@@ -428,12 +471,12 @@ def objects_from_mask(
 
     data = _volume(mask_or_labels, "mask_or_labels")
     if is_labels is None:
-        is_labels = np.unique(data).size > 2
+        is_labels = is_label_volume(data)
     if fill:
         data, is_labels = fill_membranes(data > 0), False
     labels = _labels(data) if is_labels else connected_components(data)
     if separate:
-        labels = separate_objects(labels, voxel_size_nm)
+        labels = separate_objects(labels, voxel_size_nm, is_labels=True)
     if min_voxels > 1:
         labels = remove_small(labels, min_voxels)
     if exclude_border_objects:

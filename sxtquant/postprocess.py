@@ -101,7 +101,8 @@ def remove_small(mask: np.ndarray, min_voxels: int, *, connectivity: int = 1) ->
     components, n = ndimage.label(mask, structure)
     if n == 0:
         return mask.copy()
-    sizes = np.bincount(components.ravel())
+    sizes = np.zeros(n + 1)
+    sizes[1:] = ndimage.sum_labels(mask, components, index=np.arange(1, n + 1))
     keep = sizes >= min_voxels
     keep[0] = False
     return keep[components]
@@ -181,8 +182,8 @@ def rough_cell_mask(
     components, n = ndimage.label(cell)
     if n == 0:
         return cell
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
+    sizes = np.zeros(n + 1)
+    sizes[1:] = ndimage.sum_labels(cell, components, index=np.arange(1, n + 1))
     cell = components == int(np.argmax(sizes))
     cell = _fill_holes_per_slice(cell)
     cell = ndimage.binary_fill_holes(cell)

@@ -10,7 +10,9 @@ from sxtquant.objects import (
     connected_components,
     ellipsoid_axes,
     exclude_border,
+    is_label_volume,
     label_dtype,
+    label_sizes,
     moment_axes,
     objects_from_mask,
     opening,
@@ -96,6 +98,19 @@ def test_relabel_is_sequential_and_keeps_order():
     assert out.tolist() == [[[0, 2, 2, 1, 3]]]
     assert out.dtype == np.uint16
     assert relabel(np.zeros((2, 2, 2), np.int32)).max() == 0
+
+
+def test_label_sizes_and_label_volume_detection():
+    labels = np.zeros((40, 3, 3), np.uint32)
+    labels[:30, 0, 0] = 5
+    labels[35:, 1, 1] = 2
+    assert label_sizes(labels).tolist() == [40 * 9 - 35, 0, 5, 0, 0, 30]
+    assert is_label_volume(labels)
+    assert not is_label_volume(labels > 0)
+    assert not is_label_volume((labels > 0).astype(np.uint8) * 255)
+    assert not is_label_volume(np.zeros((2, 2, 2), np.uint16))
+    with pytest.raises(ValueError, match=">= 0"):
+        label_sizes(np.full((2, 2, 2), -3, np.int16))
 
 
 def test_border_objects_flagged_and_excluded():

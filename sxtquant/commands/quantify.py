@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from sxtquant.errors import InputError
     from sxtquant.io import read_volume, write_table, write_volume
     from sxtquant.morphology import measure_objects
-    from sxtquant.objects import objects_from_mask
+    from sxtquant.objects import is_label_volume, objects_from_mask
     from sxtquant.postprocess import fill_membranes
 
     if args.min_voxels < 0:
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.mask, "holds negative values; labels must be >= 0")
     kind = args.kind
     if kind == "auto":
-        kind = "labels" if np.unique(data).size > 2 else "mask"
+        kind = "labels" if is_label_volume(data) else "mask"
     if args.fill:
         data, kind = fill_membranes(data > 0, closing_radius=args.closing_radius), "mask"
     elif kind == "mask":
