@@ -738,7 +738,10 @@ def load_training_state(folder: str | os.PathLike) -> dict:
     path = Path(folder) / TRAIN_STATE
     if not path.exists():
         raise InputError(path.parent, "no training checkpoint to resume from (train_state.pt)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt or not ours
+        raise InputError(path, f"cannot read the training state: {exc}") from None
 
 
 def write_log(rows: list[dict], path: str | os.PathLike) -> Path:
@@ -856,10 +859,10 @@ def _run_epoch(
         bar.set_postfix(loss=f"{losses['loss']:.4f}", refresh=False)
     steps, unsup_steps = len(schedule), sum(schedule)
     return {
-        "train_loss": sums[0] / steps,
-        "train_label_loss": sums[1] / steps,
-        "train_image_loss": math.nan if config.supervised_only else sums[2] / steps,
-        "train_unsupervised_loss": sums[3] / unsup_steps if unsup_steps else math.nan,
+        "train_loss": float(sums[0] / steps),
+        "train_label_loss": float(sums[1] / steps),
+        "train_image_loss": math.nan if config.supervised_only else float(sums[2] / steps),
+        "train_unsupervised_loss": float(sums[3] / unsup_steps) if unsup_steps else math.nan,
     }
 
 

@@ -386,6 +386,9 @@ def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path):
     other = tiny_data(n=5)
     with pytest.raises(InputError, match="different data"):
         train(other, tmp_path / "run", TrainConfig(epochs=2, **TINY), resume=True)
+    (tmp_path / "run" / "last" / "train_state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot read the training state"):
+        train(data, tmp_path / "run", TrainConfig(epochs=2, **TINY), resume=True)
 
 
 def test_early_stopping_stops_after_patience_epochs(tmp_path, monkeypatch):
