@@ -228,11 +228,11 @@ def _inference_model(model: nn.Module, device: torch.device) -> tuple[nn.Module,
     """The network to run: BN folded + channels-last for an SXTNet, else as given."""
     if isinstance(model, SXTNet):
         channels_last = True
-        net = prepare_for_inference(model, channels_last=channels_last)
+        net = prepare_for_inference(model, channels_last=channels_last, device=device)
     else:
         channels_last = False
-        net = model.eval()
-    return net.to(device), channels_last
+        net = model.eval().to(device)
+    return net, channels_last
 
 
 def iter_label_slices(

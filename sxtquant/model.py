@@ -820,20 +820,63 @@ def _fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 
 class _FusedActivation(nn.Module):
-    """ReLU only: the activation's batch norm is folded into the conv before it."""
+    """What is left of an activation block once its batch norm is folded: ReLU, or
+    nothing when the ReLU is fused into the convolution too."""
+
+    def __init__(self, relu: bool = True):
+        super().__init__()
+        self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x)
+        return F.relu(x, inplace=True) if self.relu else x  # x is a fresh conv output
 
 
-def prepare_for_inference(model: nn.Module, *, channels_last: bool = True) -> nn.Module:
+class _OneDNNConv2d(nn.Module):
+    """A stride-1 convolution computed by oneDNN directly (CPU, channels-last), with an
+    optional fused ReLU. PyTorch's own CPU dispatch sends 1x1 channels-last
+    convolutions to a slower generic path; this one does not."""
+
+    def __init__(self, conv: nn.Conv2d, *, relu: bool):
+        super().__init__()
+        weight = conv.weight.detach().contiguous(memory_format=torch.channels_last)
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        bias = conv.bias.detach() if conv.bias is not None else None
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        self.same_pad = getattr(conv, "same_pad", None)
+        self.padding = [0, 0] if self.same_pad is not None else [int(p) for p in conv.padding]
+        self.attr = "relu" if relu else "none"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.same_pad is not None:
+            x = F.pad(x, self.same_pad)
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self.weight, self.bias, self.padding, [1, 1], [1, 1], 1, self.attr, [], ""
+        )
+
+
+def _onednn_usable(device: torch.device) -> bool:
+    return (
+        device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    )
+
+
+def prepare_for_inference(
+    model: nn.Module,
+    *,
+    channels_last: bool = True,
+    device: str | torch.device | None = None,
+) -> nn.Module:
     """A copy of ``model`` tuned for inference, with the same outputs (to ~1e-5).
 
     Every batch norm that directly follows a (linear) bottleneck is folded into
     that bottleneck's last 1x1 convolution (bias added); batch norms that follow a
     concatenation (end of a residual block, label head) stay. The copy is in eval
     mode, without gradients and, by default, in channels-last memory format
-    (faster on CPU with oneDNN and on GPU tensor cores).
+    (faster on CPU with oneDNN and on GPU tensor cores). On CPU the convolutions
+    are then run by oneDNN directly, with the ReLU after a folded batch norm fused
+    into the convolution.
 
     Parameters
     ----------
@@ -841,35 +884,55 @@ def prepare_for_inference(model: nn.Module, *, channels_last: bool = True) -> nn
         Trained network; it is not modified.
     channels_last : bool
         Convert the weights to ``torch.channels_last``; feed inputs in that format too.
+    device : str or torch.device, optional
+        Where the copy will run (default: where ``model`` is).
     """
     import copy
 
-    fused = copy.deepcopy(model).eval()
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    fused = copy.deepcopy(model).eval().to(device)
     for p in fused.parameters():
         p.requires_grad_(False)
-    if isinstance(fused, SXTNet):
-        pairs: list[tuple[nn.Module, str, Bottleneck]] = []
-        enc = fused.encoder
-        pairs.append((enc, "initial_activation", enc.initial_conv))
-        for path in fused.neck.paths:
-            for i, conv in enumerate(path.conv):
-                pairs.append((path.activation, str(i), conv))
-        for module in fused.modules():
-            if isinstance(module, ResidualBlock):
-                for i, conv in enumerate(module.conv[:-1]):
-                    pairs.append((module.activation, str(i), conv))
-        for dec in (fused.image_decoder, fused.label_decoder):
-            pairs.append((dec, "final_activation", dec.final_conv))
-        for parent, name, bottleneck in pairs:
-            act = parent[int(name)] if isinstance(parent, nn.ModuleList) else getattr(parent, name)
-            _fuse_conv_bn(bottleneck.conv_3, act.batch_norm)
-            if isinstance(parent, nn.ModuleList):
-                parent[int(name)] = _FusedActivation()
-            else:
-                setattr(parent, name, _FusedActivation())
+    if not isinstance(fused, SXTNet):
+        return fused.to(memory_format=torch.channels_last) if channels_last else fused
+    onednn = channels_last and _onednn_usable(device)
+    pairs: list[tuple[nn.Module, str, Bottleneck]] = []
+    enc = fused.encoder
+    pairs.append((enc, "initial_activation", enc.initial_conv))
+    for path in fused.neck.paths:
+        for i, conv in enumerate(path.conv):
+            pairs.append((path.activation, str(i), conv))
+    for module in fused.modules():
+        if isinstance(module, ResidualBlock):
+            for i, conv in enumerate(module.conv[:-1]):
+                pairs.append((module.activation, str(i), conv))
+    for dec in (fused.image_decoder, fused.label_decoder):
+        pairs.append((dec, "final_activation", dec.final_conv))
+    relu_after: set[int] = set()
+    for parent, name, bottleneck in pairs:
+        act = parent[int(name)] if isinstance(parent, nn.ModuleList) else getattr(parent, name)
+        _fuse_conv_bn(bottleneck.conv_3, act.batch_norm)
+        relu_after.add(id(bottleneck.conv_3))
+        _set_child(parent, name, _FusedActivation(relu=not onednn))
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
+    if onednn:
+        for parent in list(fused.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) in (nn.Conv2d, SamePadConv2d):
+                    relu = id(child) in relu_after
+                    _set_child(parent, name, _OneDNNConv2d(child, relu=relu))
     return fused
+
+
+def _set_child(parent: nn.Module, name: str, child: nn.Module) -> None:
+    if isinstance(parent, nn.ModuleList):
+        parent[int(name)] = child
+    else:
+        setattr(parent, name, child)
 
 
 # --------------------------------------------------------------------------- checkpoints
