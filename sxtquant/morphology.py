@@ -165,8 +165,8 @@ def measure_objects(
     >>> labels = np.zeros((40, 40, 40), dtype=np.uint16)
     >>> _ = paint(labels, Sphere((100.0, 100.0, 100.0), 60.0), 1, 5.0)
     >>> table = measure_objects(labels, 5.0)
-    >>> round(table.surface_area_nm2[0] / (4 * np.pi * 60.0**2), 2)
-    1.0
+    >>> bool(abs(table.surface_area_nm2[0] / (4 * np.pi * 60.0**2) - 1) < 0.05)
+    True
     """
     labels = _check_labels(labels)
     spacing = as_voxel_size(voxel_size_nm)

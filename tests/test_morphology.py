@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +17,7 @@ from sxtquant.shapes import (
     digitize,
     ellipse_perimeter,
     paint,
+    place,
     random_rotation,
 )
 from tests.conftest import assert_user_error
@@ -42,18 +41,8 @@ def make_shape(kind: str, rng: np.random.Generator, spacing, *, radius_voxels: f
         d = rot[:, 0] * r * rng.uniform(2.0, 4.0)
         cls = Capsule if kind == "capsule" else Cylinder
         shape = cls(tuple(-d / 2), tuple(d / 2), r)
-    # move into a grid with a margin of 2-3 voxels, at a random sub-voxel offset
-    lo, _ = shape.bounds_nm()
-    offset = -lo + (2.0 + rng.uniform(0, 1, 3)) * np.asarray(spacing)
-    if isinstance(shape, Ellipsoid):
-        shape = dataclasses.replace(shape, center=tuple(np.add(shape.center, offset)))
-    else:
-        shape = dataclasses.replace(
-            shape, p0=tuple(np.add(shape.p0, offset)), p1=tuple(np.add(shape.p1, offset))
-        )
-    _, hi = shape.bounds_nm()
-    grid = tuple(int(np.ceil(h / s)) + 3 for h, s in zip(hi, spacing, strict=True))
-    return shape, grid
+    # into a grid with a margin of 2-3 voxels, at a random sub-voxel offset
+    return place(shape, spacing, offset_voxels=rng.uniform(0, 1, 3))
 
 
 def rel(measured: float, truth: float) -> float:
