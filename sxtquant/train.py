@@ -9,8 +9,8 @@ membrane label in [-1, 1]. Training alternates two kinds of step:
     ``image_loss_weight`` × the image loss; every weight is updated.
 (ii) **unsupervised** step on a batch of unlabelled crops: the image loss alone, with
     the label decoder frozen: it gets no gradient, Adam never moves it, and its
-    batch-norm running statistics are untouched (it is in eval mode and, as far as the
-    network allows, not even evaluated).
+    batch-norm running statistics are untouched (it is in eval mode, and the step does
+    not even evaluate it: only encoder, neck and image decoder run).
 
 Image loss = Huber(δ = 0.1) + (1 − SSIM), SSIM with an 11-pixel Gaussian window,
 σ = 1.5 (:func:`ssim`). The image target is the standardised input itself.
