@@ -437,12 +437,14 @@ def objects_from_mask(
     voxel_size_nm: float | Sequence[float],
     *,
     is_labels: bool | None = None,
-    fill: bool = False,
     separate: bool = False,
     min_voxels: int = 0,
     exclude_border_objects: bool = False,
 ) -> np.ndarray:
     """Instance labels from a mask or label volume: the chain of ``sxtquant quantify``.
+
+    Membranes to be filled into solid objects go through
+    :func:`sxtquant.postprocess.fill_membranes` first.
 
     Parameters
     ----------
@@ -451,10 +453,6 @@ def objects_from_mask(
     is_labels : bool, optional
         How to read the input; by default an array with more than two distinct values
         (background and one foreground value) is taken as labels.
-    fill : bool
-        Treat the foreground as membranes and fill closed contours into solid objects
-        (:func:`sxtquant.postprocess.fill_membranes`) before labelling. A label volume
-        is first reduced to its foreground.
     separate : bool
         Split touching objects (:func:`separate_objects`).
     min_voxels : int
@@ -467,13 +465,9 @@ def objects_from_mask(
     (Z, Y, X) ndarray of uint16 or uint32
         Objects numbered 1..n.
     """
-    from sxtquant.postprocess import fill_membranes
-
     data = _volume(mask_or_labels, "mask_or_labels")
     if is_labels is None:
         is_labels = is_label_volume(data)
-    if fill:
-        data, is_labels = fill_membranes(data > 0), False
     labels = _labels(data) if is_labels else connected_components(data)
     if separate:
         labels = separate_objects(labels, voxel_size_nm, is_labels=True)
