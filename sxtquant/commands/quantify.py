@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if np.issubdtype(data.dtype, np.floating):
         data = data.astype(np.int64)
-    if (data < 0).any():
+    if data.dtype.kind == "i" and data.min() < 0:
         raise InputError(args.mask, "holds negative values; labels must be >= 0")
     kind = args.kind
     if kind == "auto":
