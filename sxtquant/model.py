@@ -813,6 +813,11 @@ def _fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold an eval-mode batch norm into the preceding convolution, in place."""
     scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
     shift = bn.bias.detach() - bn.running_mean * scale
+    _fold_affine(conv, scale, shift)
+
+
+def _fold_affine(conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    """Make ``conv`` output ``scale * conv(x) + shift`` per channel, in place."""
     w = conv.weight.detach()
     conv.weight = nn.Parameter(w * scale.reshape(-1, 1, 1, 1), requires_grad=False)
     bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(shift)
@@ -852,6 +857,40 @@ class _OneDNNConv2d(nn.Module):
         return torch.ops.mkldnn._convolution_pointwise(
             x, self.weight, self.bias, self.padding, [1, 1], [1, 1], 1, self.attr, [], ""
         )
+
+
+class _InferenceResidualBlock(nn.Module):
+    """A residual block with its closing batch norm split along the concatenation.
+
+    ``BN(cat[x, y]) = cat[BN_x(x), BN_y(y)]``: the y part is folded into the last
+    bottleneck's final 1x1 convolution (ReLU fused there on CPU), the x part is one
+    affine + ReLU pass over the block's input, and ReLU distributes over the
+    concatenation -- fewer full-size passes and allocations than cat, BN, ReLU.
+    """
+
+    def __init__(self, block: ResidualBlock, *, relu_fused: bool):
+        super().__init__()
+        bn = block.activation[-1].batch_norm
+        scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+        shift = (bn.bias - bn.running_mean * scale).detach()
+        n_x = block.out_channels - block.conv[-1].conv_3.out_channels
+        self.conv = block.conv
+        self.activation = block.activation[:-1]
+        _fold_affine(block.conv[-1].conv_3, scale[n_x:], shift[n_x:])
+        self.register_buffer("scale_x", scale[:n_x].reshape(1, -1, 1, 1).clone())
+        self.register_buffer("shift_x", shift[:n_x].reshape(1, -1, 1, 1).clone())
+        self.relu_fused = relu_fused
+        self.out_channels = block.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for conv, act in zip(self.conv[:-1], self.activation, strict=True):
+            y = act(conv(y))
+        y = self.conv[-1](y)
+        if not self.relu_fused:
+            y = F.relu(y, inplace=True)
+        x = torch.addcmul(self.shift_x, x, self.scale_x).relu_()
+        return torch.cat([x, y], dim=1)
 
 
 def _onednn_usable(device: torch.device) -> bool:
@@ -917,6 +956,11 @@ def prepare_for_inference(
         _fuse_conv_bn(bottleneck.conv_3, act.batch_norm)
         relu_after.add(id(bottleneck.conv_3))
         _set_child(parent, name, _FusedActivation(relu=not onednn))
+    for parent in list(fused.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ResidualBlock):
+                relu_after.add(id(child.conv[-1].conv_3))
+                _set_child(parent, name, _InferenceResidualBlock(child, relu_fused=onednn))
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
     if onednn:
