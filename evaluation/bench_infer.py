@@ -65,12 +65,7 @@ def calibrated_model(preset: str, seed: int = 0) -> torch.nn.Module:
     """Random weights, batch-norm statistics fitted to its activations (finite, O(1))."""
     torch.manual_seed(seed)
     model = build_model(preset)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(2, 1, 64, 64))
+    torch.optim.swa_utils.update_bn([torch.randn(2, 1, 64, 64)], model)
     return model.eval()
 
 

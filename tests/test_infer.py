@@ -16,7 +16,8 @@ from sxtquant.infer import (
     resolve_device,
     tile_starts,
 )
-from sxtquant.model import ModelConfig, build_model, standardize_slices
+from sxtquant.model import ModelConfig, standardize_slices
+from tests.test_model import calibrated
 
 
 class Affine(nn.Module):
@@ -31,19 +32,6 @@ class Affine(nn.Module):
         self.calls += 1
         y = self.a * x + self.b
         return y, y
-
-
-def calibrate(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give a random network batch-norm statistics that fit its activations."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(4, 1, 32, 32, generator=gen))
-    return model.eval()
 
 
 @pytest.mark.parametrize(
@@ -113,8 +101,7 @@ def test_tiles_are_batched():
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    return calibrate(build_model("tiny"))
+    return calibrated("tiny")
 
 
 @pytest.mark.parametrize(("h", "w"), [(17, 250), (33, 33), (64, 48), (1, 40)])
@@ -140,7 +127,7 @@ def test_tiled_equals_whole_slice_inference_for_a_real_network():
     the blended result equals one whole-slice pass, away from the image border."""
     # a real SXTNet, shallow enough that its receptive field (about +-27 px) fits the rim
     config = ModelConfig(width=4, n_stages=2, neck_depth=1, label_decoder_blocks=1)
-    model = calibrate(build_model(config), seed=3)
+    model = calibrated(config, seed=3)
     rng = np.random.default_rng(4)
     x = rng.normal(size=(2, 150, 237)).astype(np.float32)
     tiled = np.stack(

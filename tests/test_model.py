@@ -27,26 +27,20 @@ from sxtquant.model import (
 )
 
 
-def calibrated(preset: str = "tiny", seed: int = 0) -> torch.nn.Module:
+def calibrated(preset_or_config="tiny", seed: int = 0) -> torch.nn.Module:
     """A random network whose batch-norm statistics fit its activations (outputs O(1)).
 
     Batch-norm scales below 1 keep the random network contractive, so float32
     rounding stays ~1e-5 at the outputs and a 1e-4 comparison is meaningful."""
     torch.manual_seed(seed)
-    model = build_model(preset)
+    model = build_model(preset_or_config)
     gen = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None  # cumulative average
             m.weight.data.uniform_(0.2, 0.4, generator=gen)
             m.bias.data.uniform_(-0.2, 0.2, generator=gen)
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(4, 1, 32, 32, generator=gen))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = model.config.bn_momentum
+    batches = [torch.randn(4, 1, 32, 32, generator=gen) for _ in range(2)]
+    torch.optim.swa_utils.update_bn(batches, model)
     return model.eval()
 
 

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from sxtquant import io
-from sxtquant.model import build_model, save_checkpoint
+from sxtquant.model import save_checkpoint
 from tests.conftest import assert_user_error
+from tests.test_model import calibrated
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("tiny")
-    gen = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, 1, 32, 32, generator=gen))
-    return save_checkpoint(model.eval(), tmp_path_factory.mktemp("model") / "tiny")
+    return save_checkpoint(calibrated("tiny"), tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture
