@@ -341,9 +341,13 @@ def infer_config(h5_path: str | os.PathLike):
     and kernel sizes from the kernel shapes, so files of any width convert without
     naming a preset.
     """
+    return _config_of(keras_weight_map(h5_path), h5_path)
+
+
+def _config_of(weights: list[KerasWeight], h5_path):
     from sxtquant.model import ModelConfig
 
-    keys = {w.target: w.value for w in keras_weight_map(h5_path) if w.target is not None}
+    keys = {w.target: w.value for w in weights if w.target is not None}
 
     def shape(key: str) -> tuple[int, ...]:
         if key not in keys:
@@ -374,11 +378,11 @@ def infer_config(h5_path: str | os.PathLike):
     )
 
 
-def _resolve_config(h5_path, preset_or_config):
+def _resolve_config(h5_path, preset_or_config, weights: list[KerasWeight]):
     from sxtquant.model import PRESETS, ModelConfig
 
     if isinstance(preset_or_config, str) and preset_or_config == "auto":
-        config = infer_config(h5_path)
+        config = _config_of(weights, h5_path)
     elif isinstance(preset_or_config, ModelConfig):
         config = preset_or_config
     elif isinstance(preset_or_config, Mapping):
@@ -440,13 +444,14 @@ def load_keras_weights(
 
     from sxtquant.model import SXTNet
 
-    config = _resolve_config(h5_path, preset_or_config)
+    weights = keras_weight_map(h5_path)
+    config = _resolve_config(h5_path, preset_or_config, weights)
     model = SXTNet(config)
     state = model.state_dict()
     expected = {k for k in state if not k.endswith("num_batches_tracked")}
     loaded: dict[str, torch.Tensor] = {}
     hint = _HINT
-    for weight in keras_weight_map(h5_path):
+    for weight in weights:
         if weight.target is None or weight.target not in expected:
             raise InputError(
                 h5_path,
