@@ -1,9 +1,11 @@
 """Fixtures of the evaluation suite: the quick harness, run once per session.
 
-The quick run writes to ``$SXTQUANT_EVAL_OUT`` (default
-``evaluation/results/work/pytest``, inside the git-ignored cache folder), so a second
-``pytest evaluation/`` reuses its simulations and trained models and takes seconds.
-Delete that folder (or point the variable elsewhere) for a run from scratch.
+The quick run writes its tables to ``$SXTQUANT_EVAL_OUT`` (default
+``evaluation/results/work/pytest``, inside the git-ignored cache folder) and shares
+the cache of ``python -m evaluation run --quick`` (``evaluation/results/work``, or
+``$SXTQUANT_EVAL_CACHE``): simulations and trained models made by either are reused
+by the other, so a second run takes a minute or two. Delete the cache folder for a
+run from scratch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 import pytest
 
 EVAL_OUT_ENV = "SXTQUANT_EVAL_OUT"
-DEFAULT_EVAL_OUT = Path(__file__).resolve().parent / "results" / "work" / "pytest"
+EVAL_CACHE_ENV = "SXTQUANT_EVAL_CACHE"
+DEFAULT_EVAL_CACHE = Path(__file__).resolve().parent / "results" / "work"
+DEFAULT_EVAL_OUT = DEFAULT_EVAL_CACHE / "pytest"
 
 
 def quick_out() -> Path:
@@ -37,8 +41,9 @@ def quick_run():
 
     out = quick_out()
     threads = min(2, torch.get_num_threads())
-    config = harness.quick_config("tiny", threads=threads, device="cpu")
+    cache = Path(os.environ.get(EVAL_CACHE_ENV) or DEFAULT_EVAL_CACHE)
+    config = harness.quick_config("tiny", threads=threads)
     started = time.perf_counter()
-    record = harness.run(config, out, quiet=True)
+    record = harness.run(config, out, cache=cache, quiet=True)
     record["pytest_wall_seconds"] = time.perf_counter() - started
     return out, record

@@ -230,8 +230,8 @@ def quick_config(preset: str = "tiny", **overrides) -> HarnessConfig:
     learning rate of 1e-3, which trains the narrow ``tiny`` network in minutes.
     """
     train = {
-        "epochs": 6,
-        "steps_per_epoch": 50,
+        "epochs": 8,
+        "steps_per_epoch": 60,
         "batch_size": 8,
         "crop": 64,
         "lr": 1e-3,
@@ -911,6 +911,7 @@ def run(
     out: str | os.PathLike,
     *,
     data: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
     quiet: bool = False,
 ) -> dict:
     """Run the whole evaluation and write its outputs to ``out`` (see the module docs).
@@ -923,6 +924,9 @@ def run(
     data : path-like, optional
         A real data set in the training layout (:func:`real_dataset`); without it the
         simulated benchmark is used and every output is labelled ``simulated``.
+    cache : path-like, optional
+        Cache folder for simulations and trained models (default ``out/work``); runs
+        that share it share whatever they have in common.
     quiet : bool
         No progress bars.
 
@@ -936,12 +940,12 @@ def run(
     was_quiet = utils.is_quiet()
     utils.set_quiet(was_quiet or quiet)
     try:
-        return _run(config, out, data=data, quiet=quiet)
+        return _run(config, out, data=data, cache=cache, quiet=quiet)
     finally:
         utils.set_quiet(was_quiet)
 
 
-def _run(config: HarnessConfig, out, *, data, quiet: bool) -> dict:
+def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
     import torch
 
     from sxtquant import __version__
@@ -951,7 +955,8 @@ def _run(config: HarnessConfig, out, *, data, quiet: bool) -> dict:
     if config.threads:
         torch.set_num_threads(int(config.threads))
     out = Path(out)
-    work = out / "work"  # created by the first cache write, after the input is checked
+    # created by the first cache write, after the input is checked
+    work = Path(cache) if cache is not None else out / "work"
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
