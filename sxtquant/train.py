@@ -53,9 +53,10 @@ from torch import nn
 from sxtquant import io, utils
 from sxtquant.errors import InputError
 from sxtquant.metrics import binarize, pixel_metrics
+from sxtquant.model import PRESETS as MODEL_PRESETS
 from sxtquant.model import build_model, load_model, save_checkpoint, standardize_slices
 
-PRESETS = ("tiny", "small", "base", "paper")  # the presets of sxtquant.model
+PRESETS = tuple(MODEL_PRESETS)  # tiny, small, base, paper
 DEVICES = ("auto", "cpu", "cuda")
 HUBER_DELTA = 0.1
 SSIM_WINDOW = 11
@@ -124,6 +125,10 @@ class TrainConfig:
     threshold : float
         Decision threshold on the probability (tanh + 1) / 2 for the validation
         pixel metrics; a pixel is positive when its probability is > threshold.
+    bn_momentum : float or None
+        Batch-norm momentum (PyTorch convention) of a new network; ``None`` keeps the
+        reference's Keras default (0.01), whose running statistics take thousands of
+        steps to settle. Short CPU runs train better with 0.1 (PyTorch's default).
     """
 
     preset: Literal["tiny", "small", "base", "paper"] = "paper"
@@ -141,6 +146,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int | None = None
     threshold: float = 0.9
+    bn_momentum: float | None = None
 
     def __post_init__(self):
         problems = []
@@ -171,6 +177,8 @@ class TrainConfig:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.threshold < 1:
             problems.append(f"threshold must be in [0, 1), got {self.threshold}")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
+            problems.append(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -949,7 +957,10 @@ def train(
         run = _Progress(**state["progress"])
     else:
         torch.manual_seed(config.seed)
-        model = build_model(config.preset).to(device)
+        model_config = MODEL_PRESETS[config.preset]
+        if config.bn_momentum is not None:
+            model_config = dataclasses.replace(model_config, bn_momentum=config.bn_momentum)
+        model = build_model(model_config).to(device)
     model.train()
     # supervised-only: the image decoder is outside the optimizer and never evaluated
     trainable = [

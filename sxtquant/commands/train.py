@@ -70,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Adam learning rate (default: 1e-4; >= 1e-3 fails to train)",
     )
     parser.add_argument(
+        "--bn-momentum",
+        type=float,
+        default=None,
+        metavar="F",
+        help="batch-norm momentum of a new network (default: the reference's 0.01; "
+        "0.1 settles the running statistics faster in short runs)",
+    )
+    parser.add_argument(
         "--image-loss-weight",
         type=float,
         default=0.01,
@@ -141,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             supervised_only=args.supervised_only,
             device=args.device,
             num_workers=args.workers,
+            bn_momentum=args.bn_momentum,
         )
     except ValueError as exc:
         raise InputError("options", str(exc)) from None
