@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sxtquant.infer import predict_slices
+from sxtquant.infer import predict_slices, reuse_freed_memory
 from sxtquant.model import (
     PRESETS,
     build_model,
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    reuse_freed_memory()  # as predict_slices does on CPU; timings of the bare network too
     load_before = os.getloadavg()[0]
     peak = matmul_gflops()
     print(f"torch.mm fp32: {peak:.1f} GFLOP/s on {args.threads} threads", flush=True)

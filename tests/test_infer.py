@@ -208,3 +208,11 @@ def test_cuda_bf16_agrees_with_cpu(tiny):
     cpu = predict_slices(model, x, device="cpu", tile=64, overlap=16, progress=False)
     gpu = predict_slices(model, x, device="cuda", tile=64, overlap=16, progress=False)
     assert np.mean(np.abs(cpu - gpu)) < 0.05
+
+
+def test_reuse_freed_memory_is_idempotent():
+    from sxtquant.infer import reuse_freed_memory
+
+    first = reuse_freed_memory()
+    assert reuse_freed_memory() == first
+    assert isinstance(first, bool)
