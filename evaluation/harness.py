@@ -1200,6 +1200,10 @@ def write_report(out: str | os.PathLike) -> Path:
         "",
     ]
     # (b)
+    first = holdout.iloc[0]
+    prevalence = (first["tp"] + first["fn"]) / (
+        first["tp"] + first["fn"] + first["fp"] + first["tn"]
+    )
     table = holdout[["method", "accuracy", "precision", "recall", "f1", "image_accuracy"]].copy()
     for c in ("accuracy", "precision", "recall", "f1", "image_accuracy"):
         table[c] = [_pct(v) for v in table[c]]
@@ -1222,6 +1226,10 @@ def write_report(out: str | os.PathLike) -> Path:
         + ". Classical baselines trained on the same labelled slices.",
         "",
         markdown_table(table),
+        "",
+        f"Membrane pixels are {_pct(prevalence)} of the test slices: a prediction that "
+        f"ignores the image scores precision ≈ {_pct(prevalence)}, and marking every pixel "
+        f"scores F1 = {_pct(2 * prevalence / (1 + prevalence))}.",
         "",
     ]
     # (c)
