@@ -56,7 +56,7 @@ from sxtquant.metrics import binarize, pixel_metrics
 from sxtquant.model import PRESETS as MODEL_PRESETS
 from sxtquant.model import build_model, load_model, save_checkpoint, standardize_slices
 
-PRESETS = tuple(MODEL_PRESETS)  # tiny, small, base, paper
+PRESETS = ("tiny", "small", "base", "paper")  # the presets of sxtquant.model
 DEVICES = ("auto", "cpu", "cuda")
 HUBER_DELTA = 0.1
 SSIM_WINDOW = 11
