@@ -238,6 +238,9 @@ def quick_config(preset: str = "tiny", **overrides) -> HarnessConfig:
         "patience": 0,
         "validation_fraction": 0.1,
         "num_workers": 0,
+        # batch-norm statistics that settle within a few hundred steps (the Keras
+        # default, 0.01 in torch terms, needs thousands)
+        "bn_momentum": 0.1,
     }
     forest = {"n_estimators": 40, "samples_per_class": 8000, "max_depth": 16}
     values = {
