@@ -125,6 +125,10 @@ class TrainConfig:
     threshold : float
         Decision threshold on the probability (tanh + 1) / 2 for the validation
         pixel metrics; a pixel is positive when its probability is > threshold.
+    membrane_weight : float
+        Weight of membrane pixels against background pixels in the label loss (1: the
+        paper's plain Huber loss). Thin membranes are a few percent of the pixels; a
+        weight of 2-5 makes a short run learn them sooner, at some cost in precision.
     bn_momentum : float or None
         Batch-norm momentum (PyTorch convention) of a new network; ``None`` keeps the
         reference's Keras default (0.01), whose running statistics take thousands of
@@ -147,6 +151,7 @@ class TrainConfig:
     num_workers: int | None = None
     threshold: float = 0.9
     bn_momentum: float | None = None
+    membrane_weight: float = 1.0
 
     def __post_init__(self):
         problems = []
@@ -177,6 +182,8 @@ class TrainConfig:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.threshold < 1:
             problems.append(f"threshold must be in [0, 1), got {self.threshold}")
+        if not (self.membrane_weight > 0 and math.isfinite(self.membrane_weight)):
+            problems.append(f"membrane_weight must be > 0, got {self.membrane_weight}")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
             problems.append(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
         if problems:
@@ -499,9 +506,23 @@ def ssim(
     return s.mean(dim=(1, 2, 3))
 
 
-def huber(prediction: torch.Tensor, target: torch.Tensor, delta: float = HUBER_DELTA):
-    """Mean Huber loss (quadratic below ``delta``, linear above), as Keras' ``Huber``."""
-    return F.huber_loss(prediction, target, delta=delta)
+def huber(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    delta: float = HUBER_DELTA,
+    *,
+    membrane_weight: float = 1.0,
+):
+    """Mean Huber loss (quadratic below ``delta``, linear above), as Keras' ``Huber``.
+
+    With ``membrane_weight`` != 1, membrane pixels (target > 0) weigh that much more
+    than background pixels and the loss is the weighted mean.
+    """
+    if membrane_weight == 1.0:
+        return F.huber_loss(prediction, target, delta=delta)
+    weight = torch.where(target > 0, float(membrane_weight), 1.0)
+    loss = F.huber_loss(prediction, target, delta=delta, reduction="none")
+    return (weight * loss).sum() / weight.sum()
 
 
 def image_loss(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -568,6 +589,7 @@ def supervised_step(
     *,
     image_loss_weight: float,
     supervised_only: bool = False,
+    membrane_weight: float = 1.0,
 ) -> dict[str, float]:
     """One supervised step on labelled crops; returns the losses as floats.
 
@@ -589,7 +611,7 @@ def supervised_step(
             reconstruction, label = None, _forward_label(model, images)
         else:
             reconstruction, label = model(images)
-    label_loss = huber(label.float(), targets)
+    label_loss = huber(label.float(), targets, membrane_weight=membrane_weight)
     if reconstruction is None or image_loss_weight == 0:
         img_loss = torch.zeros((), device=images.device)
         loss = label_loss
@@ -858,6 +880,7 @@ def _run_epoch(
             t,
             image_loss_weight=config.image_loss_weight,
             supervised_only=config.supervised_only,
+            membrane_weight=config.membrane_weight,
         )
         sums[:3] += (losses["loss"], losses["label_loss"], losses["image_loss"])
         for _ in range(n_unsup):

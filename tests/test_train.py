@@ -471,3 +471,15 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     good = write_dataset(tmp_path / "good", n_files=1, unlabeled=False)
     assert_user_error(run_in_process(capsys, good, "-o", out, "--crop", "40"), "multiple of 16")
     assert not out.exists()
+
+
+def test_membrane_weight_weighs_membrane_pixels():
+    from sxtquant.train import huber
+
+    prediction = torch.tensor([[0.5, -1.0]])
+    target = torch.tensor([[1.0, -1.0]])
+    # error 0.5 > delta: 0.1 * (0.5 - 0.05) = 0.045 on the membrane pixel, 0 elsewhere
+    assert huber(prediction, target).item() == pytest.approx(0.045 / 2)
+    assert huber(prediction, target, membrane_weight=3.0).item() == pytest.approx(3 * 0.045 / 4)
+    with pytest.raises(ValueError, match="membrane_weight"):
+        TrainConfig(membrane_weight=0)

@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Adam learning rate (default: 1e-4; >= 1e-3 fails to train)",
     )
     parser.add_argument(
+        "--membrane-weight",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="weight of membrane pixels in the label loss (default: 1, the paper's)",
+    )
+    parser.add_argument(
         "--bn-momentum",
         type=float,
         default=None,
@@ -150,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             num_workers=args.workers,
             bn_momentum=args.bn_momentum,
+            membrane_weight=args.membrane_weight,
         )
     except ValueError as exc:
         raise InputError("options", str(exc)) from None
