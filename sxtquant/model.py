@@ -34,6 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# On a shared CPU, OpenMP threads that spin while waiting steal the cores from each
+# other and from other processes (2-2.5x slower under load on 2 cores); passive
+# waiting costs microseconds per layer. Read when torch loads, so it applies when
+# sxtquant.model is imported first; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import torch
 import torch.nn.functional as F
