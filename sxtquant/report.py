@@ -14,6 +14,7 @@ HTML text; nothing touches a file. The demo command writes them with
                                    it overlaps most: measured, true, relative error
 :func:`matching_summary`           counts and mean absolute relative errors
 :func:`measured_vs_true_figure`    measured against true, one panel per quantity
+:func:`crop_figure`                a figure cropped to its drawing (3D renderings)
 :func:`message_figure`             a placeholder figure that says why there is none
 :func:`html_table`, :func:`html_figure`, :func:`html_key_values`, :func:`html_page`
                                    self-contained HTML (inline CSS, no JavaScript)
@@ -37,6 +38,7 @@ __all__ = [
     "FILOPODIUM_QUANTITIES",
     "Section",
     "comparison_masks",
+    "crop_figure",
     "html_figure",
     "html_key_values",
     "html_page",
@@ -299,6 +301,44 @@ def slice_overlay_figure(
     return fig
 
 
+def crop_figure(figure, *, dpi: float = 110.0, pad: int = 8, background=None):
+    """A figure showing ``figure`` rendered at ``dpi`` and cropped to its drawing.
+
+    For drawings that leave wide empty margins which ``bbox_inches="tight"`` cannot
+    remove (a 3D axes fills its figure whatever it shows). Pixels that differ from
+    ``background`` (default: the figure's face colour) count as drawing; ``pad``
+    pixels of margin are kept.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One borderless axes with the cropped image, sized to show it 1:1 at ``dpi``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    figure.set_dpi(dpi)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    color = to_rgba(figure.get_facecolor() if background is None else background)
+    back = np.round(np.asarray(color[:3]) * 255).astype(np.int16)
+    drawn = np.abs(image.astype(np.int16) - back).max(axis=2) > 8
+    if drawn.any():
+        rows, cols = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
+        r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, image.shape[0])
+        c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, image.shape[1])
+        image = image[r0:r1, c0:c1]
+    h, w = image.shape[:2]
+    out = Figure(figsize=(w / dpi, h / dpi), dpi=dpi, facecolor=figure.get_facecolor())
+    FigureCanvasAgg(out)
+    ax = out.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_axis_off()
+    return out
+
+
 def message_figure(text: str, *, figsize: tuple[float, float] = (5.0, 2.0)):
     """A figure that only says ``text`` (e.g. why there is nothing to draw)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -476,7 +516,7 @@ def measured_vs_true_figure(matches: pd.DataFrame):
     -------
     matplotlib.figure.Figure
         One axis per entry of :data:`FILOPODIUM_QUANTITIES`, with the identity line
-        and the mean absolute relative error in the title.
+        (dashed) and the mean absolute relative error in the title.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -501,7 +541,6 @@ def measured_vs_true_figure(matches: pd.DataFrame):
         ax.set_title(f"{label} (n = {int(ok.sum())})\n{detail}", fontsize=9)
         ax.set_xlabel(f"true ({q.display_unit})")
         ax.set_ylabel(f"measured ({q.display_unit})")
-    fig.suptitle("Filopodia: measured vs simulated (dashed: equal)", fontsize=10)
     return fig
 
 

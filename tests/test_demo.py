@@ -15,6 +15,7 @@ from sxtquant.report import (
     COLORS,
     Section,
     comparison_masks,
+    crop_figure,
     html_figure,
     html_page,
     html_table,
@@ -89,6 +90,22 @@ def test_slice_overlay_figure_panels(rng):
     assert [ax.get_title() for ax in no_truth.axes[:2]] == ["tomogram", "predicted membranes"]
     with pytest.raises(ValueError, match="shape"):
         slice_overlay_figure(tomogram, prediction[:4])
+
+
+def test_crop_figure_keeps_only_the_drawing():
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    fig = Figure(figsize=(4.0, 3.0))  # 400 x 300 pixels at 100 dpi
+    fig.patches.append(
+        Rectangle((0.5, 0.5), 0.2, 0.1, transform=fig.transFigure, color="red", lw=0)
+    )
+    out = crop_figure(fig, dpi=100, pad=5)
+    image = out.axes[0].get_images()[0].get_array()
+    # the 80 x 30 pixel rectangle and 5 pixels on each side (+-1 for anti-aliasing)
+    assert abs(image.shape[1] - 90) <= 2 and abs(image.shape[0] - 40) <= 2
+    assert tuple(image[20, 45]) == (255, 0, 0) and tuple(image[0, 0]) == (255, 255, 255)
+    assert out.get_size_inches() * 100 == pytest.approx(image.shape[1::-1])
 
 
 # --------------------------------------------------------------------------- filopodia vs truth

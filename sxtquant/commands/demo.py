@@ -429,7 +429,12 @@ def _figures(out, tomogram, mask, sim, meshes, per, matches, voxel, seed) -> Non
     from sxtquant.filopodia import plot_filopodia
     from sxtquant.io import save_figure
     from sxtquant.mesh import render_meshes
-    from sxtquant.report import measured_vs_true_figure, message_figure, slice_overlay_figure
+    from sxtquant.report import (
+        crop_figure,
+        measured_vs_true_figure,
+        message_figure,
+        slice_overlay_figure,
+    )
 
     truth = sim.membranes if sim is not None else None
     title = "Membrane segmentation (probability > 0.9)"
@@ -437,9 +442,9 @@ def _figures(out, tomogram, mask, sim, meshes, per, matches, voxel, seed) -> Non
     save_figure(fig, out / FIGURES["overlay"], dpi=110)
     if meshes:
         fig = render_meshes(
-            meshes, seed=seed, view=(35.0, -60.0), figsize=(7.0, 6.0), max_faces=2 * RENDER_FACES
+            meshes, seed=seed, view=(35.0, -60.0), figsize=(8.0, 8.0), max_faces=2 * RENDER_FACES
         )
-        save_figure(fig, out / FIGURES["render"], dpi=110)
+        save_figure(crop_figure(fig, dpi=110), out / FIGURES["render"], dpi=110)
     else:
         save_figure(
             message_figure("no objects were found: nothing to render"), out / FIGURES["render"]
@@ -701,7 +706,10 @@ def _report_html(results, table, per, summary, matches, out) -> str:
             "True values are the simulator's analytic geometry of the part outside the "
             "cell body (length from the cell surface to the tip).</p>"
         )
-        body += html_figure(FIGURES["truth"], "Measured against true value, matched filopodia.")
+        body += html_figure(
+            FIGURES["truth"],
+            "Measured against true value of the matched filopodia; dashed: equal.",
+        )
         columns = {
             "label": "detected",
             "true_label": "true label",
