@@ -1141,6 +1141,12 @@ def _pct(value) -> str:
     return "–" if value is None or not math.isfinite(float(value)) else f"{100 * value:.1f} %"
 
 
+def _signed(value, unit: str) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    return f"{float(value):+.1f}{unit}"
+
+
 def _pm(mean, sd) -> str:
     if mean is None or not math.isfinite(float(mean)):
         return "–"
@@ -1196,10 +1202,15 @@ def write_report(out: str | os.PathLike) -> Path:
         "| | semi-supervised | supervised-only | difference | paper |",
         "| --- | --- | --- | --- | --- |",
         f"| median per-slice precision | {_pct(gain['median_semi_supervised'])} | "
-        f"{_pct(gain['median_supervised_only'])} | {gain['gain_points']:+.1f} points "
-        f"({gain['gain_relative_pct']:+.1f} % relative) | ≥ 14 % higher with semi-supervision |",
+        f"{_pct(gain['median_supervised_only'])} | {_signed(gain['gain_points'], ' points')} "
+        f"({_signed(gain['gain_relative_pct'], ' % relative')}) | ≥ 14 % higher with "
+        "semi-supervision |",
         f"| median per-slice F1 | {_pct(gain_f1['median_semi_supervised'])} | "
-        f"{_pct(gain_f1['median_supervised_only'])} | {gain_f1['gain_points']:+.1f} points | – |",
+        f"{_pct(gain_f1['median_supervised_only'])} | "
+        f"{_signed(gain_f1['gain_points'], ' points')} | – |",
+        "",
+        "Per-slice precision is undefined (NaN, left out of the median) on a slice where "
+        "the method marks no pixel; a median over no defined slice is shown as –.",
         "",
     ]
     # (b)

@@ -60,7 +60,10 @@ def make(results=None, out=None) -> list[Path]:
         )
     ax.set_xticks(x, [NAMES[c] for c in CLASSES])
     ax.set_ylabel("% of the slice's labelled pixels (mean ± SD)")
-    ax.set_ylim(0, 105)
+    tops = [
+        (block["mean"][c] or 0.0) + (block["sd"][c] or 0.0) for _, block in groups for c in CLASSES
+    ]
+    ax.set_ylim(0, max(105.0, 1.05 * max(tops)))
     ax.legend(loc="upper right", frameon=True, fontsize=8)
     ax.set_title(
         f"Fig. 2E ({_common.data_label(results)} data): pixel classes on the hold-out slices",
