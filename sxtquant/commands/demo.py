@@ -449,7 +449,19 @@ def _figures(out, tomogram, mask, sim, meshes, per, matches, voxel, seed) -> Non
         save_figure(
             message_figure("no objects were found: nothing to render"), out / FIGURES["render"]
         )
-    save_figure(plot_filopodia(per, seed=seed), out / FIGURES["filopodia"], dpi=100)
+    fig = plot_filopodia(per, seed=seed)
+    if per.empty:
+        fig.text(
+            0.5,
+            0.5,
+            "no filopodia found",
+            ha="center",
+            va="center",
+            fontsize=16,
+            color="firebrick",
+            bbox={"facecolor": "white", "edgecolor": "firebrick"},
+        )
+    save_figure(fig, out / FIGURES["filopodia"], dpi=100)
     if matches is not None:
         save_figure(measured_vs_true_figure(matches), out / FIGURES["truth"], dpi=110)
 
