@@ -48,6 +48,7 @@ __all__ = [
     "measured_vs_true_figure",
     "message_figure",
     "overlay_rgb",
+    "robust_limits",
     "slice_overlay_figure",
 ]
 
@@ -114,6 +115,23 @@ def _grey(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.nd
     if not span > 0:
         return np.full(image.shape, 0.5, np.float32)
     return np.clip((image - np.float32(lo)) / np.float32(span), 0.0, 1.0)
+
+
+def robust_limits(values: np.ndarray, *, spread: float = 6.0) -> tuple[float, float]:
+    """Grey range of an image: its 0.5 and 99.5 percentiles, clipped to the median ± a spread.
+
+    The clip (``spread`` interquartile ranges) keeps a few very bright or dark
+    objects (gold fiducials, their streaks) from washing out everything else.
+    """
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, q1, median, q3, hi = np.percentile(finite, [0.5, 25, 50, 75, 99.5])
+    iqr = q3 - q1
+    if iqr > 0:
+        lo, hi = max(lo, median - spread * iqr), min(hi, median + spread * iqr)
+    return float(lo), float(hi)
 
 
 def overlay_rgb(
@@ -210,7 +228,7 @@ def slice_overlay_figure(
     in grey; the predicted membranes in colour on it; with ``truth``, also the true
     membranes and the comparison (true positive green, false positive magenta,
     false negative blue). Axes are in nm (x–z slices keep their true aspect) with a
-    scale bar; the grey range is shared by all panels.
+    scale bar; the grey range (:func:`robust_limits`) is shared by all panels.
 
     Parameters
     ----------
@@ -253,7 +271,7 @@ def slice_overlay_figure(
         (np.s_[:, y, :], f"x–z slice, y = {y}", Z * dz),
     ]
     sample = np.concatenate([tomogram[cut].ravel() for cut, _, _ in cuts]).astype(np.float32)
-    limits = tuple(np.percentile(sample, [0.5, 99.5]))
+    limits = robust_limits(sample)
     columns = ["tomogram", "predicted membranes"]
     if truth is not None:
         columns += ["true membranes", "prediction vs truth"]
