@@ -18,6 +18,7 @@ import pytest
 
 EVAL_OUT_ENV = "SXTQUANT_EVAL_OUT"
 EVAL_CACHE_ENV = "SXTQUANT_EVAL_CACHE"
+EVAL_THREADS_ENV = "SXTQUANT_EVAL_THREADS"  # torch threads (default 2); 1 on a busy machine
 DEFAULT_EVAL_CACHE = Path(__file__).resolve().parent / "results" / "work"
 DEFAULT_EVAL_OUT = DEFAULT_EVAL_CACHE / "pytest"
 
@@ -40,7 +41,7 @@ def quick_run():
     from evaluation import harness
 
     out = quick_out()
-    threads = min(2, torch.get_num_threads())
+    threads = int(os.environ.get(EVAL_THREADS_ENV) or min(2, torch.get_num_threads()))
     cache = Path(os.environ.get(EVAL_CACHE_ENV) or DEFAULT_EVAL_CACHE)
     config = harness.quick_config("tiny", threads=threads)
     started = time.perf_counter()
