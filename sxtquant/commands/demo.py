@@ -666,8 +666,8 @@ def _report_html(results, table, per, summary, matches, out) -> str:
     )
     per_shown = per.assign(
         diameter_nm=2 * per["radius_nm"],
-        volume_um3=per["volume_nm3"] * 1e-9,
-        surface_area_um2=per["surface_area_nm2"] * 1e-6,
+        volume_1e6nm3=per["volume_nm3"] * 1e-6,
+        surface_area_1e4nm2=per["surface_area_nm2"] * 1e-4,
     )
     body += html_table(
         per_shown,
@@ -675,8 +675,8 @@ def _report_html(results, table, per, summary, matches, out) -> str:
             "label": "label",
             "length_nm": "length (nm)",
             "diameter_nm": "diameter (nm)",
-            "volume_um3": "volume (µm³)",
-            "surface_area_um2": "surface area (µm²)",
+            "volume_1e6nm3": "volume (10⁶ nm³)",
+            "surface_area_1e4nm2": "surface area (10⁴ nm²)",
             "surface_to_volume_per_um": "surface/volume (µm⁻¹)",
             "axis_major_nm": "3D major axis (nm)",
             "slice_second_axis_nm_mean": "2D second axis (nm)",
@@ -685,8 +685,8 @@ def _report_html(results, table, per, summary, matches, out) -> str:
         formats={
             "length_nm": ".0f",
             "diameter_nm": ".0f",
-            "volume_um3": ".4f",
-            "surface_area_um2": ".3f",
+            "volume_1e6nm3": ".2f",
+            "surface_area_1e4nm2": ".1f",
             "surface_to_volume_per_um": ".1f",
             "axis_major_nm": ".0f",
             "slice_second_axis_nm_mean": ".0f",
