@@ -35,6 +35,12 @@ model: $(STAMP)
 	$(BIN)/python tools/ship_model.py --run $(MODEL_WORK)/run --data $(MODEL_WORK)/data \
 		--out sxtquant/models/default
 
+figures: $(STAMP)
+	$(BIN)/python -m paper_figures
+
+evaluate: $(STAMP)
+	$(BIN)/python -m evaluation run --simulated --preset tiny --quick
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
