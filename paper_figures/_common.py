@@ -68,3 +68,16 @@ def save(fig, folder: Path, stem: str) -> list[Path]:
     from sxtquant.io import save_figure
 
     return [save_figure(fig, folder / f"{stem}.{suffix}", dpi=150) for suffix in ("png", "pdf")]
+
+
+def script_main(make, description: str, argv=None) -> int:
+    """The command line of one figure script: ``--results`` and ``--out`` folders."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=None, help="harness output folder")
+    parser.add_argument("--out", type=Path, default=None, help="figure folder")
+    args = parser.parse_args(argv)
+    for path in make(args.results, args.out):
+        print(path)
+    return 0

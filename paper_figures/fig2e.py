@@ -9,7 +9,6 @@ Usage: ``python -m paper_figures.fig2e [--results DIR] [--out DIR]``
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -74,13 +73,7 @@ def make(results=None, out=None) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=None, help="harness output folder")
-    parser.add_argument("--out", type=Path, default=None, help="figure folder")
-    args = parser.parse_args(argv)
-    for path in make(args.results, args.out):
-        print(path)
-    return 0
+    return _common.script_main(make, __doc__, argv)
 
 
 if __name__ == "__main__":
