@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sxtquant-installed
 PYTEST_ARGS ?=
-MODEL_EPOCHS ?= 12
+MODEL_EPOCHS ?= 18
 
 .PHONY: demo test lint model figures evaluate clean
 
@@ -33,7 +33,7 @@ model: $(STAMP)
 		--epochs $(MODEL_EPOCHS) --steps-per-epoch 50 --batch-size 8 --crop 128 --lr 2e-3 \
 		--bn-momentum 0.1 --membrane-weight 3 --patience 0 --seed 0
 	$(BIN)/python tools/ship_model.py --run $(MODEL_WORK)/run --data $(MODEL_WORK)/data \
-		--out sxtquant/models/default
+		--out sxtquant/models/default --checkpoint last
 
 figures: $(STAMP)
 	$(BIN)/python -m paper_figures

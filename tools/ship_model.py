@@ -76,8 +76,8 @@ def cpu_throughput(model, *, slices: int = 3, shape=(1324, 1284)) -> float:
     return images.size / (time.perf_counter() - start) / 1e6
 
 
-def model_card(run_dir: Path, data_dir: Path, rows, mean, mpix_s, model) -> str:
-    metadata = json.loads((run_dir / "best" / "metadata.json").read_text())
+def model_card(checkpoint: Path, data_dir: Path, rows, mean, mpix_s, model) -> str:
+    metadata = json.loads((checkpoint / "metadata.json").read_text())
     train_config = metadata.get("train_config", {})
     dataset = json.loads((data_dir / "dataset.json").read_text())
     conditions = defaultdict(list)
@@ -90,7 +90,7 @@ def model_card(run_dir: Path, data_dir: Path, rows, mean, mpix_s, model) -> str:
         f"{count_parameters(model):,} parameters, "
         f"{flops_per_pixel(model.config) / 1e3:.0f} kFLOP per pixel.",
         "Trained with `sxtquant train` (semi-supervised, Dyhr et al. PNAS 2023 protocol) on "
-        "simulated cryo-SXT tomograms; reproduce with `make model`. Best validation epoch: "
+        "simulated cryo-SXT tomograms; reproduce with `make model`. Checkpoint of epoch "
         f"{metadata.get('epoch')} (validation F1 {metadata.get('val_f1', float('nan')):.3f}).",
         "",
         "## Training data",
@@ -146,15 +146,23 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="sxtquant train output folder")
     parser.add_argument("--data", type=Path, required=True, help="the training set folder")
     parser.add_argument("--out", type=Path, default=Path("sxtquant/models/default"))
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="best (lowest validation loss) or last (final epoch) checkpoint of the run",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
-    model = load_model(args.run / "best")
+    model = load_model(args.run / args.checkpoint)
     rows, mean = evaluate_on_test(model, args.data)
     mpix_s = cpu_throughput(model)
-    card = model_card(args.run, args.data, rows, mean, mpix_s, model)
+    card = model_card(args.run / args.checkpoint, args.data, rows, mean, mpix_s, model)
     tmp = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(args.run / "best", tmp, ignore=shutil.ignore_patterns("train_state.pt"))
+    shutil.copytree(
+        args.run / args.checkpoint, tmp, ignore=shutil.ignore_patterns("train_state.pt")
+    )
     (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     (tmp / "test_metrics.json").write_text(
         io.json_text({"per_tomogram": rows, "mean": mean, "cpu_megapixels_per_s": mpix_s})
