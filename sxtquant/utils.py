@@ -32,7 +32,7 @@ def progress(iterable: Iterable | None = None, **kwargs) -> tqdm:
 
 
 def as_voxel_size(voxel_size_nm: float | Sequence[float]) -> tuple[float, float, float]:
-    """Normalise a voxel size to a (z, y, x) tuple of positive floats in nm.
+    """Normalise a voxel size (one number, or a sequence of 1 or 3) to a (z, y, x) tuple in nm.
 
     Raises
     ------
@@ -43,6 +43,8 @@ def as_voxel_size(voxel_size_nm: float | Sequence[float]) -> tuple[float, float,
         values = [float(voxel_size_nm)] * 3  # type: ignore[arg-type]
     except TypeError:
         values = [float(v) for v in voxel_size_nm]  # type: ignore[union-attr]
+        if len(values) == 1:  # one value given as a list (e.g. by argparse nargs="+")
+            values = values * 3
     if len(values) != 3 or not all(v > 0 and v < float("inf") for v in values):
         raise ValueError(
             f"voxel size must be one or three positive numbers in nm, got {voxel_size_nm!r}"

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 
+from sxtquant.commands import add_voxel_size_option
+
 HELP = "surface meshes of the objects of a mask (STL, PLY, OBJ, GLB, VTK)"
 
 FORMATS = ("stl", "ply", "obj", "glb", "vtk")
@@ -55,13 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         help="output format (default: from OUT's suffix; added to OUT when it has none)",
     )
-    parser.add_argument(
-        "--voxel-size",
-        type=float,
-        nargs="+",
-        metavar="NM",
-        help="voxel size in nm, one value or three (z y x); default: from the file header",
-    )
+    add_voxel_size_option(parser)
     parser.add_argument(
         "--min-faces",
         type=int,
@@ -120,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.render, "--render writes a PNG; give a name ending in .png")
 
     volume = read_volume(args.mask, dataset=args.dataset)
-    override = args.voxel_size
-    if override is not None and len(override) == 1:
-        override = override[0]
-    voxel = volume.require_voxel_size(override)
+    voxel = volume.require_voxel_size(args.voxel_size)
     data = np.asarray(volume.data)
     if volume.shape[0] < 2:
         raise InputError(args.mask, f"meshes need a 3D volume, got shape {volume.shape}")

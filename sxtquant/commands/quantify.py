@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 
+from sxtquant.commands import add_voxel_size_option
+
 HELP = "measure objects of a mask in physical units (nm) into a CSV table"
 
 KINDS = ("auto", "mask", "labels")
@@ -60,13 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TABLE.csv",
         help="per-object table (.csv; .parquet also works)",
     )
-    parser.add_argument(
-        "--voxel-size",
-        type=float,
-        nargs="+",
-        metavar="NM",
-        help="voxel size in nm, one value or three (z y x); default: from the file header",
-    )
+    add_voxel_size_option(parser)
     parser.add_argument(
         "--kind",
         choices=KINDS,
@@ -157,10 +153,7 @@ def run(args: argparse.Namespace) -> int:
             args.mask,
             f"3D measurements require 3D input; got a single slice of shape {volume.shape[1:]}",
         )
-    override = args.voxel_size
-    if override is not None and len(override) == 1:
-        override = override[0]
-    voxel = volume.require_voxel_size(override)
+    voxel = volume.require_voxel_size(args.voxel_size)
     data = np.asarray(volume.data)
     if np.issubdtype(data.dtype, np.floating) and not np.array_equal(data, np.round(data)):
         raise InputError(
