@@ -32,7 +32,7 @@ def make(results=None, out=None) -> list[Path]:
     fig, axes = _common.new_figure(7.5, 4.2)
     ax = axes[0, 0]
     palette = {m: _common.PALETTE[m] for m in methods}
-    sns.boxplot(
+    layout = dict(
         data=long,
         x="metric",
         y="value",
@@ -41,18 +41,10 @@ def make(results=None, out=None) -> list[Path]:
         order=METRICS,
         palette=palette,
         ax=ax,
-        showfliers=False,
-        width=0.7,
     )
+    sns.boxplot(**layout, showfliers=False, width=0.7)
     sns.stripplot(
-        data=long,
-        x="metric",
-        y="value",
-        hue="method",
-        hue_order=methods,
-        order=METRICS,
-        palette=palette,
-        ax=ax,
+        **layout,
         dodge=True,
         size=2.5,
         alpha=0.6,
