@@ -82,8 +82,9 @@ __all__ = [
 #: 19:587). Cytoplasm, nucleus, nucleolus, mitochondria, lipid droplets, vesicles: the
 #: ranges measured in cryo-SXT of whole cells (Parkinson et al. 2008 J Struct Biol
 #: 162:380; Uchida et al. 2009 PNAS 106:19375; Le Gros et al. 2005 Curr Opin Struct Biol
-#: 15:593). membrane: protein/lipid material of a bilayer, applied with its partial
-#: volume (a 7 nm bilayer in a 9.8 nm voxel). gold: Henke/CXRO, Au at 19.3 g/cm³
+#: 15:593). membrane: protein/lipid material of a bilayer (≈ 1.3 µm⁻¹, between lipid
+#: and protein at ≈ 1.35 µm⁻¹, Henke/CXRO; McDermott et al. 2009), applied with its
+#: partial volume (a 7 nm bilayer in a 9.8 nm voxel). gold: Henke/CXRO, Au at 19.3 g/cm³
 #: (attenuation length ≈ 0.1 µm).
 LAC_PER_UM: dict[str, float] = {
     "ice": 0.109,
@@ -96,7 +97,7 @@ LAC_PER_UM: dict[str, float] = {
     "vesicle_lumen_min": 0.12,
     "vesicle_lumen_max": 0.34,
     "lipid_droplet": 0.62,
-    "membrane": 1.0,
+    "membrane": 1.3,
     "gold": 9.5,
 }
 
@@ -191,7 +192,7 @@ class Acquisition:
     tilt_step_deg: float = 1.0
     blur_fwhm_nm: float = 25.0
     depth_of_focus_nm: float | None = None
-    dose: float = 500.0
+    dose: float = 2000.0
     jitter_px: float = 0.0
     reconstruction: Literal["sirt", "fbp"] = "sirt"
     sirt_iterations: int = 30
@@ -1434,21 +1435,22 @@ def simulate_tomogram(
 TRAINING_RANGES = {
     "tilt_max_deg": (62.0, 70.0),
     "blur_fwhm_nm": (20.0, 32.0),
-    "dose": (350.0, 1500.0),
+    "dose": (1000.0, 5000.0),
     "organelle_density": (0.6, 1.6),
     "filopodia": (2, 10),
     "cytoplasm_lac": (0.22, 0.30),
     "jitter_px": (0.0, 0.5),
 }
-#: The held-out conditions: narrower tilt range, Diamond-B24-like blur, lower dose.
+#: The held-out conditions: narrower tilt range (±58–60°), Diamond-B24-like blur
+#: (≈ 40 nm), half the dose or less, more misalignment.
 HELD_OUT_RANGES = {
-    "tilt_max_deg": (55.0, 60.0),
-    "blur_fwhm_nm": (38.0, 45.0),
-    "dose": (120.0, 300.0),
+    "tilt_max_deg": (58.0, 60.0),
+    "blur_fwhm_nm": (38.0, 42.0),
+    "dose": (500.0, 950.0),
     "organelle_density": (0.6, 1.6),
     "filopodia": (2, 10),
     "cytoplasm_lac": (0.22, 0.30),
-    "jitter_px": (0.5, 1.0),
+    "jitter_px": (0.5, 0.8),
 }
 
 

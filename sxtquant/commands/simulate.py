@@ -84,9 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     acq.add_argument(
         "--dose",
         type=float,
-        default=500.0,
+        default=2000.0,
         metavar="PHOTONS",
-        help="incident photons per pixel per projection (default 500)",
+        help="incident photons per pixel per projection (default 2000)",
     )
     acq.add_argument(
         "--jitter",
