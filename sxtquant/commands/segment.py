@@ -5,20 +5,44 @@ image is a one-slice volume) writes, in OUT_DIR:
 
   <stem>.probability.tif   float32 membrane probability in [0, 1]
   <stem>.mask.tif          uint8 mask, 255 where probability > --threshold
+  <stem>.sxtquant.json     record: SHA-256 of the input and both outputs, the model
+                           (name, folder, checksum) and the options
 
-both with the input's (z, y, x) shape and voxel size (nm). Every slice is
+both images with the input's (z, y, x) shape and voxel size (nm). Every slice is
 standardised (mean 0, SD 1) and segmented by tiles that overlap and are blended
-without seams. Every input is read and checked before any output is written.
+without seams; the images are written one slice at a time.
+
+An OME-Zarr INPUT (.zarr, .ome.zarr) is segmented block by block (--block-slices
+slices at a time; never whole in memory, whatever its size) into
+<stem>.probability.ome.zarr and <stem>.mask.ome.zarr instead.
+
+A rerun skips every input whose record still matches (same input, model and
+options; outputs present and unchanged) and redoes the others; --force redoes all.
+
+INPUT may also be a folder of tomograms or a glob pattern (quoted: "data/*.mrc").
+Given files only, every input is read and checked before any output is written
+and a bad one stops the run (exit 2). A folder, a pattern or --scheduler makes it
+a batch: each tomogram is one task, a failing one is reported and the others go
+on; OUT_DIR/batch_summary.csv lists every input with its status (ok, failed,
+skipped), error and seconds, and the exit code is 1 if any failed. With
+--scheduler local:N or the address of a Dask scheduler the tasks run in
+parallel on its workers, and an OME-Zarr tomogram's blocks are spread over them.
 
 Examples:
   sxtquant segment cell.mrc -o seg/                       # shipped model, CPU or GPU
   sxtquant segment a.mrc b.tif -o seg/ --model my_model/  # a trained/converted checkpoint
   sxtquant segment cell.mrc -o seg/ --reference-rule      # the reference's tanh > 0 rule
+  sxtquant segment "session/*.mrc" -o seg/ --scheduler local:4
+  sxtquant segment big.ome.zarr -o seg/ --scheduler tcp://10.0.0.5:8786
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sxtquant.batch import DEFAULT_BLOCK_SLICES, add_batch_options
 
 HELP = "segment membranes in tomograms with the network (probability + mask)"
 
@@ -104,7 +128,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="average over 8 rotations/flips of every tile (8x slower, smoother)",
     )
     parser.add_argument(
+        "--z-smooth",
+        type=int,
+        default=0,
+        metavar="SLICES",
+        help="average the probability over +-SLICES slices before thresholding (the mask "
+        "only; 2 = the paper's five slices; default 0: none)",
+    )
+    parser.add_argument(
         "--dataset", help="HDF5 only: path of the dataset inside the file (default: the only one)"
+    )
+    add_batch_options(
+        parser,
+        inputs="input",
+        force_help="segment every input again, even where its record says it is up to date",
     )
 
 
@@ -123,59 +160,219 @@ def _check_options(args: argparse.Namespace, multiple: int) -> None:
         )
     if args.batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {args.batch_size}")
+    if args.z_smooth < 0:
+        raise InputError("--z-smooth", f"must be >= 0 slices, got {args.z_smooth}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+@dataclass(frozen=True)
+class SegmentSpec:
+    """Everything a worker needs to segment one tomogram (picklable)."""
 
-    import numpy as np
+    model: str
+    model_identity: dict = field(default_factory=dict)
+    device: str = "auto"
+    threshold: float = 0.9
+    mask_rule: str = "probability"
+    tile: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
+    batch_size: int = DEFAULT_BATCH_SIZE
+    tta: bool = False
+    z_smooth: int = 0
+    dataset: str | None = None
+    block_slices: int = DEFAULT_BLOCK_SLICES
+    force: bool = False
 
-    from sxtquant import io
-    from sxtquant.errors import InputError
-    from sxtquant.infer import predict_volume, resolve_device
-    from sxtquant.model import load_model
-
-    # everything is checked before the first output is written
-    _check_options(args, 16)
-    try:
-        device = resolve_device(args.device)
-    except ValueError as exc:
-        raise InputError("--device", str(exc)) from None
-    model = load_model(args.model)
-    _check_options(args, model.config.multiple)
-    volumes = [io.read_volume(path, dataset=args.dataset) for path in args.inputs]
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(out_dir, "output folder is a file")
-    stems: dict[str, str] = {}
-    for path in args.inputs:
-        stem = io.volume_stem(path)
-        if stem in stems:
-            raise InputError(path, f"same output name '{stem}' as {stems[stem]}; segment it apart")
-        stems[stem] = str(path)
-    threshold = args.threshold if args.mask_rule == "probability" else 0.5
-
-    for path, volume in zip(args.inputs, volumes, strict=True):
-        stem = io.volume_stem(path)
-        probability = predict_volume(
-            model,
-            volume.data,
-            device=device,
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, model_identity: dict) -> SegmentSpec:
+        threshold = args.threshold if args.mask_rule == "probability" else 0.5
+        return cls(
+            model=str(args.model),
+            model_identity=model_identity,
+            device=args.device,
+            threshold=threshold,
+            mask_rule=args.mask_rule,
             tile=args.tile,
             overlap=args.overlap,
             batch_size=args.batch_size,
             tta=args.tta,
-            progress=True,
+            z_smooth=args.z_smooth,
+            dataset=args.dataset,
+            block_slices=args.block_slices,
+            force=args.force,
         )
-        prob_path = io.write_probability(
-            out_dir / f"{stem}.probability.tif", probability, volume.voxel_size_nm
+
+    def identity(self) -> dict:
+        """What decides the outputs (recorded in the sidecar; a change redoes them).
+        The device, batch size and block size do not change the result."""
+        options = {
+            "threshold": self.threshold,
+            "mask_rule": self.mask_rule,
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "tta": self.tta,
+            "z_smooth": self.z_smooth,
+            "dataset": self.dataset,
+        }
+        return {"command": "segment", "model": self.model_identity, "options": options}
+
+    def infer_options(self) -> dict:
+        return {
+            "device": self.device,
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "batch_size": self.batch_size,
+            "tta": self.tta,
+        }
+
+
+def output_paths(path, out_dir) -> tuple[Path, Path, Path]:
+    """The probability, mask and record that ``segment`` writes for ``path`` in ``out_dir``."""
+    from sxtquant import io
+    from sxtquant.batch import RECORD_SUFFIX
+
+    stem = io.volume_stem(path)
+    suffix = ".ome.zarr" if io.format_of(path) == "zarr" else ".tif"
+    out_dir = Path(out_dir)
+    return (
+        out_dir / f"{stem}.probability{suffix}",
+        out_dir / f"{stem}.mask{suffix}",
+        out_dir / f"{stem}{RECORD_SUFFIX}",
+    )
+
+
+def segment_file(path, out_dir, spec: SegmentSpec, *, scheduler=None, progress: bool = True):
+    """Segment one tomogram into ``out_dir`` unless its record says it is up to date.
+
+    A plain file is streamed slice by slice into two TIFFs; an OME-Zarr tomogram goes
+    block by block (on ``scheduler``'s workers when given) into two OME-Zarr images.
+    The record is written last, so an interrupted run leaves no matching record.
+
+    Returns
+    -------
+    sxtquant.batch.JobResult
+    """
+    import time
+
+    import numpy as np
+
+    from sxtquant import batch, blockwise
+
+    path = Path(path)
+    prob_path, mask_path, record_path = output_paths(path, out_dir)
+    outputs = [prob_path, mask_path]
+    identity = spec.identity()
+    if not spec.force and batch.record_matches(
+        record_path, inputs=[path], outputs=outputs, identity=identity
+    ):
+        return batch.JobResult("skipped", f"{path}: up to date ({prob_path}, {mask_path})")
+    start = time.perf_counter()
+    if prob_path.name.endswith(".zarr"):
+        stats = blockwise.segment_ome_zarr(
+            path,
+            prob_path,
+            mask_path,
+            spec.model,
+            threshold=spec.threshold,
+            z_radius=spec.z_smooth,
+            block_slices=spec.block_slices,
+            scheduler=scheduler,
+            progress=progress,
+            **spec.infer_options(),
         )
-        mask = probability > np.float32(threshold)
-        mask_path = io.write_mask(out_dir / f"{stem}.mask.tif", mask, volume.voxel_size_nm)
-        fraction = float(mask.mean()) if mask.size else 0.0
-        print(
-            f"{path}: {prob_path}, {mask_path} "
-            f"({volume.shape[0]} slices, {100 * fraction:.2f} % membrane)"
-        )
-        del probability, mask
-    return 0
+        shape, foreground = stats.shape, stats.foreground
+    else:
+        shape, foreground = _segment_to_tiff(path, prob_path, mask_path, spec, progress)
+    seconds = time.perf_counter() - start
+    batch.write_record(
+        record_path, inputs=[path], outputs=outputs, identity=identity, seconds=seconds
+    )
+    fraction = foreground / max(1, shape[0] * shape[1] * shape[2])
+    message = (
+        f"{path}: {prob_path}, {mask_path} ({shape[0]} slices, {100 * fraction:.2f} % membrane)"
+    )
+    return batch.JobResult("ok", message, {"seconds": seconds, "voxels": int(np.prod(shape))})
+
+
+def _segment_to_tiff(path, prob_path, mask_path, spec: SegmentSpec, progress: bool):
+    """Probability TIFF streamed from the network, then the mask streamed from it."""
+    import numpy as np
+
+    from sxtquant import blockwise, io
+    from sxtquant.infer import iter_probability_slices
+
+    volume = io.read_volume(path, dataset=spec.dataset)
+    model = blockwise.cached_model(spec.model)
+    slices = iter_probability_slices(model, volume.data, progress=progress, **spec.infer_options())
+    voxel = volume.voxel_size_nm
+    blockwise.write_tiff_slices(prob_path, slices, volume.shape, np.float32, voxel)
+    probability = io.read_volume(prob_path, check=False).data  # memory-mapped
+    foreground = 0
+
+    def masks():
+        nonlocal foreground
+        for mask in blockwise.iter_mask_slices(probability, spec.threshold, z_radius=spec.z_smooth):
+            foreground += int(np.count_nonzero(mask))
+            yield io.mask_to_uint8(mask)
+
+    blockwise.write_tiff_slices(mask_path, masks(), volume.shape, np.uint8, voxel)
+    return volume.shape, foreground
+
+
+def run(args: argparse.Namespace) -> int:
+    from sxtquant import batch, blockwise, io
+    from sxtquant.errors import InputError
+
+    # everything is checked before the first output is written
+    scheduler = batch.check_batch_options(args)
+    _check_options(args, 16)
+    inputs = batch.expand_inputs(args.inputs)
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output folder is a file")
+    stems: dict[str, str] = {}
+    for path in inputs.paths:
+        stem = io.volume_stem(path)
+        if stem in stems:
+            raise InputError(path, f"same output name '{stem}' as {stems[stem]}; segment it apart")
+        stems[stem] = str(path)
+    if scheduler.kind == "in-process":  # workers of a cluster may have a GPU this one lacks
+        from sxtquant.infer import resolve_device
+
+        try:
+            resolve_device(args.device)
+        except ValueError as exc:
+            raise InputError("--device", str(exc)) from None
+    model = blockwise.cached_model(str(args.model))
+    _check_options(args, model.config.multiple)
+    spec = SegmentSpec.from_args(args, batch.model_identity(args.model))
+
+    if args.scheduler is None and not inputs.expanded:
+        # files named one by one: all read and checked first, then all or nothing
+        for path in inputs.paths:
+            if io.format_of(path) == "zarr":
+                blockwise.open_blocks(path, block_slices=spec.block_slices)
+            else:
+                io.read_volume(path, dataset=args.dataset)
+        for path in inputs.paths:
+            print(segment_file(path, out_dir, spec).message, flush=True)
+        return 0
+
+    jobs: list = []  # (input index, job); OME-Zarr ones run from here, their blocks on workers
+    zarr_jobs: list = []
+    with batch.connect(scheduler) as client:
+        for i, path in enumerate(inputs.paths):
+            job_args = (path, out_dir, spec)
+            if io.format_of(path) == "zarr":
+                zarr_jobs.append(
+                    (i, batch.Job(str(path), segment_file, job_args, {"scheduler": client}))
+                )
+            else:
+                jobs.append(
+                    (i, batch.Job(str(path), segment_file, job_args, {"progress": client is None}))
+                )
+        outcomes = {}
+        for group, where in ((jobs, client), (zarr_jobs, None)):
+            done = batch.run_jobs([job for _, job in group], where, retries=args.retries)
+            outcomes.update(zip([i for i, _ in group], done, strict=True))
+    ordered = [outcomes[i] for i in range(len(inputs.paths))]
+    return batch.report(ordered, out_dir / batch.SUMMARY_FILE)

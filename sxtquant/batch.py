@@ -1,0 +1,724 @@
+"""Batches of tomograms: inputs, where they run (in-process or Dask), summary and sidecar records.
+
+The pieces the ``segment`` and ``quantify`` verbs use to process many tomograms,
+each as one task, on the machine that runs them or on a Dask cluster:
+
+=============================  ==========================================================
+:func:`expand_inputs`          paths, folders and glob patterns -> the volume files
+:func:`parse_scheduler`        ``in-process``, ``local[:N]``, ``tcp://host:port`` or a
+                               scheduler file -> :class:`SchedulerSpec`
+:func:`connect`                a Dask client for a spec (none for in-process)
+:func:`run_jobs`               one task per :class:`Job`; failures are collected, not raised
+:func:`summary_table`          the outcomes as a table (input, status, error, seconds)
+:func:`report`                 write it as CSV, print it, give the exit code (0 or 1)
+:func:`record_matches`         whether a sidecar record says an output set is complete
+:func:`write_record`           the sidecar record: SHA-256 of inputs and outputs, model, options
+=============================  ==========================================================
+
+Dask is imported only when a scheduler other than ``in-process`` is asked for, so one
+tomogram on one machine needs no Dask at all.
+
+A job that fails with an :class:`~sxtquant.errors.InputError` (a corrupt file, NaN
+values...) fails at once; any other exception is retried ``retries`` times by Dask
+(a worker that dies while running a task is replaced and the task run again by the
+scheduler itself, up to ``distributed.scheduler.allowed-failures`` times, 3 by default).
+
+Examples
+--------
+>>> spec = parse_scheduler("local:4")
+>>> spec.kind, spec.workers
+('local', 4)
+>>> parse_scheduler("tcp://10.0.0.5:8786").address
+'tcp://10.0.0.5:8786'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sxtquant.errors import InputError
+
+__all__ = [
+    "DEFAULT_RETRIES",
+    "RECORD_SUFFIX",
+    "SUMMARY_FILE",
+    "Inputs",
+    "Job",
+    "JobResult",
+    "Outcome",
+    "SchedulerSpec",
+    "add_batch_options",
+    "check_batch_options",
+    "connect",
+    "expand_inputs",
+    "file_sha256",
+    "model_identity",
+    "parse_scheduler",
+    "record_matches",
+    "report",
+    "run_jobs",
+    "summary_table",
+    "write_record",
+]
+
+SUMMARY_FILE = "batch_summary.csv"
+RECORD_SUFFIX = ".sxtquant.json"
+DEFAULT_RETRIES = 2
+DEFAULT_BLOCK_SLICES = 16  # sxtquant.blockwise's (that module imports numpy)
+SUMMARY_COLUMNS = ("input", "status", "error", "seconds")
+
+# the suffixes sxtquant reads (sxtquant.io's, repeated so that `--help` stays light)
+_VOLUME_SUFFIXES = (
+    *(".mrc", ".rec", ".st", ".map", ".ali", ".mrcs"),
+    *(".tif", ".tiff"),
+    *(".h5", ".hdf5", ".hdf", ".he5"),
+    ".zarr",
+)
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The volumes a command was given.
+
+    Attributes
+    ----------
+    paths : tuple of Path
+        Volume files (or OME-Zarr / TIFF-slice folders), in the order given; folders
+        and patterns in natural order (``t2`` before ``t10``), duplicates dropped.
+    expanded : bool
+        True when a folder of volumes or a glob pattern was given.
+    """
+
+    paths: tuple[Path, ...]
+    expanded: bool
+
+    @property
+    def collection(self) -> bool:
+        """A folder or pattern was given, or more than one volume."""
+        return self.expanded or len(self.paths) > 1
+
+
+def _natural_key(path: Path) -> list:
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", str(path))]
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.name.lower().endswith(".zarr") or (
+        path.is_dir() and ((path / ".zattrs").exists() or (path / "zarr.json").exists())
+    )
+
+
+def _is_volume(path: Path, skip: Sequence[str]) -> bool:
+    name = path.name.lower()
+    if name.startswith(".") or any(name.endswith(s) or f"{s}." in name for s in skip):
+        return False
+    if _is_zarr(path):
+        return True
+    return path.is_file() and name.endswith(_VOLUME_SUFFIXES)
+
+
+def _is_slice_folder(folder: Path, entries: list[Path]) -> bool:
+    """A folder of 2D TIFF slices (one volume), not a folder of volumes."""
+    if any(not p.name.lower().endswith((".tif", ".tiff")) for p in entries):
+        return False
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(min(entries, key=_natural_key)) as tif:
+            return len(tif.pages) == 1
+    except (OSError, ValueError):
+        return True  # let the TIFF-folder reader name the bad file
+
+
+def expand_inputs(patterns: Iterable[str | os.PathLike], *, skip: Sequence[str] = ()) -> Inputs:
+    """The volumes named by paths, folders and glob patterns.
+
+    Parameters
+    ----------
+    patterns : iterable of str or path-like
+        Each is a volume file, an OME-Zarr folder (``.zarr``), a folder of 2D TIFF
+        slices (one volume, as :func:`sxtquant.io.read_volume` reads it), a folder of
+        volumes (its volume files and OME-Zarr folders, not its subfolders' content),
+        or a glob pattern (``"data/*.mrc"``, ``"**"`` recursive).
+    skip : sequence of str
+        Name parts that leave a file out of folders and patterns (not of files named
+        one by one), e.g. ``(".probability",)``. Hidden files (``.name``) are always
+        left out: they are unfinished outputs.
+
+    Returns
+    -------
+    Inputs
+
+    Raises
+    ------
+    InputError
+        A path that does not exist, or a folder or pattern with no volume in it.
+    """
+    found: list[Path] = []
+    expanded = False
+    skip = tuple(s.lower() for s in skip)
+    for pattern in patterns:
+        text = os.fspath(pattern)
+        path = Path(text)
+        if path.exists():
+            if path.is_dir() and not _is_zarr(path):
+                entries = sorted(
+                    (p for p in path.iterdir() if _is_volume(p, skip)), key=_natural_key
+                )
+                if entries and not _is_slice_folder(path, entries):
+                    found.extend(entries)
+                    expanded = True
+                    continue
+            found.append(path)
+        elif _GLOB_CHARS.search(text):
+            matches = [Path(m) for m in glob.glob(text, recursive=True)]
+            matches = sorted((m for m in matches if _is_volume(m, skip)), key=_natural_key)
+            if not matches:
+                raise InputError(text, "the pattern matches no volume file")
+            found.extend(matches)
+            expanded = True
+        else:
+            raise InputError(text, "no such file or folder")
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(os.path.realpath(path), path)
+    paths = tuple(unique.values())
+    if not paths:
+        raise InputError(" ".join(map(os.fspath, patterns)) or "INPUT", "no volume given")
+    return Inputs(paths=paths, expanded=expanded)
+
+
+# --------------------------------------------------------------------------- schedulers
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """Where the tasks run.
+
+    Attributes
+    ----------
+    kind : {"in-process", "local", "address", "file"}
+        ``in-process``: this process, one task after the other, no Dask needed;
+        ``local``: a :class:`distributed.LocalCluster` of ``workers`` processes with one
+        thread each; ``address``: an existing scheduler at ``address``; ``file``: an
+        existing scheduler described by a scheduler file (``dask-scheduler
+        --scheduler-file``, dask-mpi).
+    workers : int or None
+        ``local`` only; None: one worker per CPU core.
+    address : str or None
+        The scheduler's address, or the scheduler file's path.
+    """
+
+    kind: Literal["in-process", "local", "address", "file"] = "in-process"
+    workers: int | None = None
+    address: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "local":
+            return "local" if self.workers is None else f"local:{self.workers}"
+        return self.address if self.address is not None else self.kind
+
+
+SCHEDULER_HELP = (
+    "where the tomograms are processed: 'in-process' (default: this process, one after "
+    "the other), 'local' or 'local:N' (a local Dask cluster of N worker processes, one "
+    "per CPU core by default), the address of a running Dask scheduler "
+    "('tcp://host:8786') or its scheduler file (.json)"
+)
+
+
+def parse_scheduler(text: str | None) -> SchedulerSpec:
+    """Read a ``--scheduler`` value; see :data:`SCHEDULER_HELP`.
+
+    Raises
+    ------
+    InputError
+        Anything else (message names ``--scheduler`` and the accepted forms).
+    """
+    if text is None:
+        return SchedulerSpec()
+    value = str(text).strip()
+    if value in ("in-process", "inprocess", "none"):
+        return SchedulerSpec()
+    local = re.fullmatch(r"local(?::(\d+))?", value)
+    if local:
+        workers = int(local.group(1)) if local.group(1) else None
+        if workers is not None and workers < 1:
+            raise InputError("--scheduler", f"local:N needs at least 1 worker, got {value!r}")
+        return SchedulerSpec("local", workers=workers)
+    if _ADDRESS.match(value) and re.search(r":\d+$", value.split("://", 1)[1]):
+        return SchedulerSpec("address", address=value)
+    if value.lower().endswith(".json"):
+        if not Path(value).is_file():
+            raise InputError("--scheduler", f"no scheduler file {value!r}")
+        return SchedulerSpec("file", address=value)
+    raise InputError(
+        "--scheduler",
+        f"unknown scheduler {value!r}; use in-process, local, local:N, "
+        "tcp://HOST:PORT or a scheduler file (.json)",
+    )
+
+
+def add_batch_options(parser, *, inputs: str, force_help: str) -> None:
+    """The options of a verb that works on batches and on OME-Zarr blocks.
+
+    ``--scheduler`` (see :data:`SCHEDULER_HELP`), ``--block-slices`` (OME-Zarr
+    ``inputs``: slices per block), ``--retries`` and ``--force`` (``force_help``).
+    """
+    parser.add_argument("--scheduler", metavar="WHERE", help=SCHEDULER_HELP)
+    parser.add_argument(
+        "--block-slices",
+        type=int,
+        default=DEFAULT_BLOCK_SLICES,
+        metavar="N",
+        help=f"OME-Zarr {inputs}: slices per block, the unit of work and of memory "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help="with a Dask scheduler: run a task that fails unexpectedly up to N more "
+        "times (default: %(default)s)",
+    )
+    parser.add_argument("--force", action="store_true", help=force_help)
+
+
+def check_batch_options(args) -> SchedulerSpec:
+    """Check the options of :func:`add_batch_options`; returns the scheduler.
+
+    Raises
+    ------
+    InputError
+        A bad ``--scheduler``, ``--block-slices`` below 1 or negative ``--retries``.
+    """
+    scheduler = parse_scheduler(args.scheduler)
+    if args.block_slices < 1:
+        raise InputError("--block-slices", f"must be at least 1, got {args.block_slices}")
+    if args.retries < 0:
+        raise InputError("--retries", f"must be >= 0, got {args.retries}")
+    return scheduler
+
+
+def local_workers() -> int:
+    """The number of CPU cores this process may use (one local worker each)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def connect(
+    spec: SchedulerSpec,
+    *,
+    threads_per_worker: int = 1,
+    memory_limit: str | int = "auto",
+    timeout_s: float = 10.0,
+) -> Iterator[Any]:
+    """A :class:`distributed.Client` for ``spec``, closed on exit; ``None`` for in-process.
+
+    A ``local`` cluster is started here and shut down on exit (worker processes,
+    ``threads_per_worker`` threads each, ``memory_limit`` per worker; no dashboard).
+
+    Raises
+    ------
+    InputError
+        The scheduler cannot be reached within ``timeout_s`` seconds.
+    """
+    if spec.kind == "in-process":
+        yield None
+        return
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        try:
+            if spec.kind == "local":
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=spec.workers or local_workers(),
+                        threads_per_worker=threads_per_worker,
+                        processes=True,
+                        memory_limit=memory_limit,
+                        dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                    )
+                )
+                client = stack.enter_context(Client(cluster))
+            elif spec.kind == "file":
+                client = stack.enter_context(
+                    Client(scheduler_file=spec.address, timeout=f"{timeout_s}s")
+                )
+            else:
+                client = stack.enter_context(Client(spec.address, timeout=f"{timeout_s}s"))
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError("--scheduler", f"cannot start or reach {spec}: {exc}") from None
+        yield client
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a job function returns.
+
+    Attributes
+    ----------
+    status : {"ok", "skipped"}
+        ``skipped``: its outputs were already complete (see :func:`record_matches`).
+    message : str
+        One line for the user (what was written).
+    value : object
+        Anything the caller collects (a table...); must pickle for Dask.
+    """
+
+    status: Literal["ok", "skipped"] = "ok"
+    message: str = ""
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One task: ``func(*args, **kwargs) -> JobResult`` for the input ``name``.
+
+    ``func`` must be importable by the workers (a module-level function) for Dask.
+    """
+
+    name: str
+    func: Callable[..., JobResult]
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one job ended: ``status`` ok, failed or skipped, the ``error`` message if it
+    failed, the ``seconds`` it ran (NaN if its worker died), and its :class:`JobResult`."""
+
+    input: str
+    status: Literal["ok", "failed", "skipped"]
+    error: str = ""
+    seconds: float = math.nan
+    result: JobResult | None = None
+
+
+class _Failed(Exception):
+    """A job's InputError, carried back from a worker with the seconds it ran."""
+
+    def __init__(self, message: str, seconds: float):
+        super().__init__(message, seconds)
+        self.message = message
+        self.seconds = seconds
+
+
+def _run_timed(
+    func: Callable[..., JobResult], args: tuple, kwargs: Mapping, *, quiet: bool = False
+) -> tuple:
+    """Run one job where it is scheduled; returns ``(JobResult, seconds)``.
+
+    An InputError is not worth retrying: it comes back as :class:`_Failed`, which
+    :func:`run_jobs` reports without retrying it. Other exceptions propagate (Dask
+    retries them). ``quiet`` silences progress bars (on a worker, nobody sees them).
+    """
+    from sxtquant.utils import set_quiet
+
+    if quiet:
+        set_quiet(True)
+    start = time.perf_counter()
+    try:
+        result = func(*args, **kwargs)
+    except InputError as exc:
+        return _Failed(str(exc), time.perf_counter() - start), None
+    return result, time.perf_counter() - start
+
+
+def _error_text(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return "the worker running it died (killed, or out of memory) too many times"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    text = str(exc).strip().splitlines()
+    return f"{name}: {text[0]}" if text else name
+
+
+def _outcome(job: Job, value: Any, seconds: float | None) -> Outcome:
+    if isinstance(value, _Failed):
+        return Outcome(job.name, "failed", value.message, value.seconds)
+    if not isinstance(value, JobResult):
+        value = JobResult(value=value)
+    return Outcome(job.name, value.status, "", seconds, value)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    client=None,
+    *,
+    retries: int = DEFAULT_RETRIES,
+    echo: bool = True,
+) -> list[Outcome]:
+    """Run every job, in this process (``client`` None) or on a Dask cluster.
+
+    A failing job does not stop the others: its exception becomes a ``failed``
+    :class:`Outcome`. On a cluster each job is one task, submitted with
+    ``retries`` (exceptions other than InputError are retried); a task whose worker
+    died is rerun by the scheduler.
+
+    Parameters
+    ----------
+    jobs : sequence of Job
+    client : distributed.Client, optional
+    retries : int
+        Extra attempts after an exception (Dask only).
+    echo : bool
+        Print each job's message (or error) as it ends.
+
+    Returns
+    -------
+    list of Outcome
+        In the order of ``jobs``.
+    """
+    from sxtquant.utils import progress
+
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+
+    def done(i: int, outcome: Outcome) -> None:
+        outcomes[i] = outcome
+        if echo:
+            if outcome.status == "failed":
+                print(f"{outcome.input}: FAILED: {outcome.error}", file=sys.stderr)
+            elif outcome.result is not None and outcome.result.message:
+                print(outcome.result.message, flush=True)
+
+    bar = progress(total=len(jobs), desc="tomograms", unit="tomogram")
+    try:
+        if client is None:
+            for i, job in enumerate(jobs):
+                start = time.perf_counter()
+                try:
+                    value, seconds = _run_timed(job.func, job.args, job.kwargs)
+                except Exception as exc:  # a failed job is reported, not raised
+                    elapsed = time.perf_counter() - start
+                    done(i, Outcome(job.name, "failed", _error_text(exc), elapsed))
+                else:
+                    done(i, _outcome(job, value, seconds))
+                bar.update(1)
+        else:
+            from distributed import as_completed
+
+            futures = {}
+            for i, job in enumerate(jobs):
+                future = client.submit(
+                    _run_timed,
+                    job.func,
+                    job.args,
+                    job.kwargs,
+                    quiet=True,
+                    pure=False,
+                    retries=retries,
+                )
+                futures[future] = i
+            for future in as_completed(futures):
+                i = futures[future]
+                if future.status == "error":
+                    exc = future.exception()
+                    done(i, Outcome(jobs[i].name, "failed", _error_text(exc), math.nan))
+                else:
+                    value, seconds = future.result()
+                    done(i, _outcome(jobs[i], value, seconds))
+                future.release()
+                bar.update(1)
+    finally:
+        bar.close()
+    return [o for o in outcomes if o is not None]
+
+
+def summary_table(outcomes: Sequence[Outcome]):
+    """The outcomes as a pandas DataFrame: ``input``, ``status``, ``error``, ``seconds``."""
+    import pandas as pd
+
+    rows = [(o.input, o.status, o.error, o.seconds) for o in outcomes]
+    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return table.astype({"seconds": float})
+
+
+def report(outcomes: Sequence[Outcome], summary_path: str | os.PathLike) -> int:
+    """Write the summary table (CSV), print it, and return the exit code.
+
+    Returns
+    -------
+    int
+        0 when every job is ok or skipped, 1 when some failed.
+    """
+    from sxtquant.io import write_table
+
+    table = summary_table(outcomes)
+    write_table(table, summary_path)
+    counts = table["status"].value_counts()
+    ok, skipped, failed = (int(counts.get(s, 0)) for s in ("ok", "skipped", "failed"))
+    shown = table if len(table) <= 100 else table[table["status"] == "failed"]
+    with_text = shown.assign(seconds=shown["seconds"].map(lambda s: f"{s:.1f}"))
+    print(with_text.to_string(index=False, max_colwidth=120))
+    line = f"{len(table)} inputs: {ok} ok, {skipped} skipped (up to date), {failed} failed"
+    print(f"{line}; summary in {summary_path}")
+    if failed:
+        print(
+            f"sxtquant: {failed} of {len(table)} inputs failed (see {summary_path})",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- records
+
+
+def file_sha256(path: str | os.PathLike, *, chunk_bytes: int = 1 << 22) -> str:
+    """SHA-256 (hex) of a file, or of a folder (OME-Zarr, TIFF slices): of every file
+    below it, with its relative path, in sorted order."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(bytes.fromhex(file_sha256(file, chunk_bytes=chunk_bytes)))
+        return digest.hexdigest()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_identity(name_or_path: str | os.PathLike) -> dict:
+    """The model as a record holds it: ``name`` (as given), ``path`` (checkpoint folder)
+    and ``sha256`` (of its config and weights together).
+
+    Raises
+    ------
+    InputError
+        Unknown model name or not a checkpoint folder.
+    """
+    from sxtquant.model import CONFIG_FILE, WEIGHTS_FILE, resolve_model_path
+
+    folder = resolve_model_path(name_or_path)
+    digest = hashlib.sha256()
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        digest.update(name.encode() + b"\0" + bytes.fromhex(file_sha256(folder / name)))
+    return {
+        "name": os.fspath(name_or_path),
+        "path": str(folder.resolve()),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def _normalised(obj) -> Any:
+    """``obj`` as it reads back from JSON (tuples -> lists...), for comparing."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def record_matches(
+    record_path: str | os.PathLike,
+    *,
+    inputs: Sequence[str | os.PathLike],
+    outputs: Sequence[str | os.PathLike],
+    identity: Mapping[str, Any],
+) -> bool:
+    """Whether the sidecar record says that ``outputs`` are complete and up to date.
+
+    True only if the record exists and holds ``identity`` (command, model, options),
+    every input still has the SHA-256 it had, and every output exists with the
+    SHA-256 it was written with.
+    """
+    record_path = Path(record_path)
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("identity") != _normalised(dict(identity)):
+        return False
+    try:
+        if [e["sha256"] for e in record["inputs"]] != [file_sha256(p) for p in inputs]:
+            return False
+        written = {e["path"]: e["sha256"] for e in record["outputs"]}
+        for out in outputs:
+            name = _relative(out, record_path.parent)
+            if name not in written or not Path(out).exists():
+                return False
+            if file_sha256(out) != written[name]:
+                return False
+    except (OSError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _relative(path: str | os.PathLike, folder: Path) -> str:
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(folder)).as_posix()
+    except ValueError:
+        return os.path.abspath(path)
+
+
+def write_record(
+    record_path: str | os.PathLike,
+    *,
+    inputs: Sequence[str | os.PathLike],
+    outputs: Sequence[str | os.PathLike],
+    identity: Mapping[str, Any],
+    seconds: float | None = None,
+) -> Path:
+    """Write the sidecar record of an output set (JSON, atomically).
+
+    It holds the SHA-256 and size of every input and output, ``identity`` (the
+    command, the model's name, path and checksum, the options that decide the
+    result), the sxtquant version, the time it was written and the seconds the
+    work took. Outputs are named relative to the record's folder.
+    """
+    from datetime import datetime, timezone
+
+    from sxtquant import __version__
+    from sxtquant.io import write_json
+
+    record_path = Path(record_path)
+    record = {
+        "sxtquant_version": __version__,
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": seconds,
+        "identity": _normalised(dict(identity)),
+        "inputs": [
+            {"path": os.path.abspath(p), "sha256": file_sha256(p), "bytes": _size(p)}
+            for p in inputs
+        ],
+        "outputs": [
+            {"path": _relative(p, record_path.parent), "sha256": file_sha256(p), "bytes": _size(p)}
+            for p in outputs
+        ],
+    }
+    return write_json(record, record_path)
+
+
+def _size(path: str | os.PathLike) -> int:
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
