@@ -831,50 +831,22 @@ def _fold_affine(conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Tensor) -> N
 
 
 class _FusedActivation(nn.Module):
-    """What is left of an activation block once its batch norm is folded: ReLU, or
-    nothing when the ReLU is fused into the convolution too."""
-
-    def __init__(self, relu: bool = True):
-        super().__init__()
-        self.relu = relu
+    """What is left of an activation block once its batch norm is folded: ReLU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x, inplace=True) if self.relu else x  # x is a fresh conv output
-
-
-class _OneDNNConv2d(nn.Module):
-    """A stride-1 convolution computed by oneDNN directly (CPU, channels-last), with an
-    optional fused ReLU. PyTorch's own CPU dispatch sends 1x1 channels-last
-    convolutions to a slower generic path; this one does not."""
-
-    def __init__(self, conv: nn.Conv2d, *, relu: bool):
-        super().__init__()
-        weight = conv.weight.detach().contiguous(memory_format=torch.channels_last)
-        self.weight = nn.Parameter(weight, requires_grad=False)
-        bias = conv.bias.detach() if conv.bias is not None else None
-        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
-        self.same_pad = getattr(conv, "same_pad", None)
-        self.padding = [0, 0] if self.same_pad is not None else [int(p) for p in conv.padding]
-        self.attr = "relu" if relu else "none"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.same_pad is not None:
-            x = F.pad(x, self.same_pad)
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, self.weight, self.bias, self.padding, [1, 1], [1, 1], 1, self.attr, [], ""
-        )
+        return F.relu(x, inplace=True)  # x is a fresh conv output
 
 
 class _InferenceResidualBlock(nn.Module):
     """A residual block with its closing batch norm split along the concatenation.
 
     ``BN(cat[x, y]) = cat[BN_x(x), BN_y(y)]``: the y part is folded into the last
-    bottleneck's final 1x1 convolution (ReLU fused there on CPU), the x part is one
-    affine + ReLU pass over the block's input, and ReLU distributes over the
-    concatenation -- fewer full-size passes and allocations than cat, BN, ReLU.
+    bottleneck's final 1x1 convolution, the x part is one affine + ReLU pass over the
+    block's input, and ReLU distributes over the concatenation -- fewer full-size
+    passes and allocations than cat, BN, ReLU.
     """
 
-    def __init__(self, block: ResidualBlock, *, relu_fused: bool):
+    def __init__(self, block: ResidualBlock):
         super().__init__()
         bn = block.activation[-1].batch_norm
         scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
@@ -885,26 +857,15 @@ class _InferenceResidualBlock(nn.Module):
         _fold_affine(block.conv[-1].conv_3, scale[n_x:], shift[n_x:])
         self.register_buffer("scale_x", scale[:n_x].reshape(1, -1, 1, 1).clone())
         self.register_buffer("shift_x", shift[:n_x].reshape(1, -1, 1, 1).clone())
-        self.relu_fused = relu_fused
         self.out_channels = block.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
         for conv, act in zip(self.conv[:-1], self.activation, strict=True):
             y = act(conv(y))
-        y = self.conv[-1](y)
-        if not self.relu_fused:
-            y = F.relu(y, inplace=True)
+        y = F.relu(self.conv[-1](y), inplace=True)
         x = torch.addcmul(self.shift_x, x, self.scale_x).relu_()
         return torch.cat([x, y], dim=1)
-
-
-def _onednn_usable(device: torch.device) -> bool:
-    return (
-        device.type == "cpu"
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    )
 
 
 def prepare_for_inference(
@@ -912,25 +873,35 @@ def prepare_for_inference(
     *,
     channels_last: bool = True,
     device: str | torch.device | None = None,
+    keep_memory: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` tuned for inference, with the same outputs (to ~1e-5).
 
-    Every batch norm that directly follows a (linear) bottleneck is folded into
-    that bottleneck's last 1x1 convolution (bias added); batch norms that follow a
-    concatenation (end of a residual block, label head) stay. The copy is in eval
-    mode, without gradients and, by default, in channels-last memory format
-    (faster on CPU with oneDNN and on GPU tensor cores). On CPU the convolutions
-    are then run by oneDNN directly, with the ReLU after a folded batch norm fused
-    into the convolution.
+    On CPU, in channels-last format, with oneDNN (every standard PyTorch build): a
+    :class:`sxtquant.fastinfer.FastSXTNet` -- batch norm folded into the convolutions
+    and ReLU fused in, transposed convolutions as sub-pixel convolutions, the linear
+    heads collapsed, concatenations written in place, weights pre-packed for oneDNN
+    (see :mod:`sxtquant.fastinfer`). Elsewhere (GPU, contiguous format): every batch
+    norm that directly follows a (linear) bottleneck is folded into that bottleneck's
+    last 1x1 convolution (bias added), each residual block's closing batch norm is
+    split along its concatenation, and the copy is converted to ``channels_last``
+    when asked. Either way the copy is in eval mode and without gradients, and
+    ``forward_label`` runs the label head alone.
 
     Parameters
     ----------
     model : SXTNet
         Trained network; it is not modified.
     channels_last : bool
-        Convert the weights to ``torch.channels_last``; feed inputs in that format too.
+        Channels-last memory format (faster on CPU with oneDNN and on GPU tensor cores);
+        feed inputs in that format too.
     device : str or torch.device, optional
         Where the copy will run (default: where ``model`` is).
+    keep_memory : bool
+        CPU fast form only: while the copy exists, let glibc's malloc keep freed memory
+        for reuse (process-wide) instead of returning it to the system after every
+        tensor, which saves ~17 % of the CPU time of a pass (page faults); see
+        :class:`sxtquant.fastinfer.FastSXTNet`.
     """
     import copy
 
@@ -938,12 +909,18 @@ def prepare_for_inference(
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
     device = torch.device(device)
+    if isinstance(model, SXTNet) and channels_last and device.type == "cpu":
+        from sxtquant.fastinfer import FastSXTNet, onednn_available
+
+        if isinstance(model, FastSXTNet):
+            return copy.deepcopy(model).to(device)
+        if onednn_available():
+            return FastSXTNet(model, onednn=True, keep_memory=keep_memory).to(device)
     fused = copy.deepcopy(model).eval().to(device)
     for p in fused.parameters():
         p.requires_grad_(False)
     if not isinstance(fused, SXTNet):
         return fused.to(memory_format=torch.channels_last) if channels_last else fused
-    onednn = channels_last and _onednn_usable(device)
     pairs: list[tuple[nn.Module, str, Bottleneck]] = []
     enc = fused.encoder
     pairs.append((enc, "initial_activation", enc.initial_conv))
@@ -956,25 +933,16 @@ def prepare_for_inference(
                 pairs.append((module.activation, str(i), conv))
     for dec in (fused.image_decoder, fused.label_decoder):
         pairs.append((dec, "final_activation", dec.final_conv))
-    relu_after: set[int] = set()
     for parent, name, bottleneck in pairs:
         act = parent[int(name)] if isinstance(parent, nn.ModuleList) else getattr(parent, name)
         _fuse_conv_bn(bottleneck.conv_3, act.batch_norm)
-        relu_after.add(id(bottleneck.conv_3))
-        _set_child(parent, name, _FusedActivation(relu=not onednn))
+        _set_child(parent, name, _FusedActivation())
     for parent in list(fused.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, ResidualBlock):
-                relu_after.add(id(child.conv[-1].conv_3))
-                _set_child(parent, name, _InferenceResidualBlock(child, relu_fused=onednn))
+                _set_child(parent, name, _InferenceResidualBlock(child))
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
-    if onednn:
-        for parent in list(fused.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) in (nn.Conv2d, SamePadConv2d):
-                    relu = id(child) in relu_after
-                    _set_child(parent, name, _OneDNNConv2d(child, relu=relu))
     return fused
 
 
