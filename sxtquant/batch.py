@@ -349,7 +349,12 @@ def connect(
         return
     import logging
 
-    from distributed import Client, LocalCluster
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError(
+            "--scheduler", f"{spec} needs Dask: pip install 'sxtquant[dask]'"
+        ) from None
 
     with contextlib.ExitStack() as stack:
         try:
@@ -475,6 +480,7 @@ def run_jobs(
     jobs: Sequence[Job],
     client=None,
     *,
+    here: Sequence[bool] | None = None,
     retries: int = DEFAULT_RETRIES,
     echo: bool = True,
 ) -> list[Outcome]:
@@ -489,6 +495,9 @@ def run_jobs(
     ----------
     jobs : sequence of Job
     client : distributed.Client, optional
+    here : sequence of bool, optional
+        Per job: run it in this process even with a client, after the others (a job
+        that spreads its own blocks over the client's workers).
     retries : int
         Extra attempts after an exception (Dask only).
     echo : bool
@@ -499,6 +508,17 @@ def run_jobs(
     list of Outcome
         In the order of ``jobs``.
     """
+    if here is not None and any(here):
+        local = [i for i, h in enumerate(here) if h]
+        remote = [i for i, h in enumerate(here) if not h]
+        options = {"retries": retries, "echo": echo}
+        outcomes = {}
+        for group, where in ((remote, client), (local, None)):
+            done = run_jobs([jobs[i] for i in group], where, **options)
+            outcomes.update(zip(group, done, strict=True))
+        return [outcomes[i] for i in range(len(jobs))]
+    if not jobs:
+        return []
     from sxtquant.utils import progress
 
     outcomes: list[Outcome | None] = [None] * len(jobs)

@@ -69,6 +69,7 @@ __all__ = [
     "plan_objects",
     "predict_blocks",
     "quantify_blocks",
+    "release_free_memory",
     "segment_ome_zarr",
     "smooth_z_blocks",
     "write_labels",
@@ -105,7 +106,13 @@ def open_blocks(path: str | os.PathLike, *, block_slices: int = DEFAULT_BLOCK_SL
     InputError
         Not an OME-Zarr image, not 2D/3D, empty, or of a dtype that is not a number.
     """
-    import dask.array as da
+    try:
+        import dask.array as da
+    except ImportError:
+        raise InputError(
+            path,
+            "OME-Zarr volumes are processed block by block with Dask: pip install 'sxtquant[dask]'",
+        ) from None
     import zarr
 
     if block_slices < 1:
@@ -161,12 +168,35 @@ def _resolve_model(model):
     return model
 
 
+def release_free_memory() -> bool:
+    """Give the C heap's free memory back to the system (glibc ``malloc_trim``).
+
+    :func:`sxtquant.infer.reuse_freed_memory` keeps freed memory in the process for
+    speed; in a worker that runs block after block under a memory limit the kept
+    heap grows with fragmentation until the limit kills the worker. Trimming once
+    per block bounds it, at the price of faulting the network's buffers in again
+    once per block. Returns whether it could be done (Linux/glibc only).
+    """
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def _predict_block(block, *, model, source, options, block_info=None):
     from sxtquant.infer import predict_slices
 
     block = np.asarray(block)
     _check_finite(block, source, _first_z(block_info))
-    return predict_slices(_resolve_model(model), block, progress=False, **options)
+    try:
+        return predict_slices(_resolve_model(model), block, progress=False, **options)
+    finally:
+        release_free_memory()
 
 
 def predict_blocks(

@@ -150,7 +150,18 @@ def tomogram():
     return sim.tomogram
 
 
-def test_segmentation_in_blocks_equals_whole(tmp_path, tomogram):
+@pytest.fixture
+def one_thread():
+    """One torch thread: on busy shared cores two threads mostly wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_segmentation_in_blocks_equals_whole(tmp_path, tomogram, one_thread):
     """Blocks of 4 slices of 96 x 96 (one tile each) fill the network's batches of 4 tiles
     exactly as the whole volume does: the same probability to the last bit. Blocks of 5
     batch some tiles differently, which changes float32 rounding only."""

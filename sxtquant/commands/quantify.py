@@ -489,6 +489,14 @@ def _run_batch(inputs, out: Path, args, spec: QuantifySpec, scheduler) -> int:
         if name in names:
             raise InputError(path, f"same tomogram name '{name}' as {names[name]}; rename one")
         names[name] = str(path)
+    try:
+        import pyarrow  # noqa: F401 - TABLE.parquet
+    except ImportError:
+        raise InputError(
+            out,
+            "several masks give TABLE.csv and TABLE.parquet; Parquet needs pyarrow: "
+            "pip install 'sxtquant[dask]'",
+        ) from None
     labels_dir = Path(args.labels_out) if args.labels_out else None
     if labels_dir is not None and (labels_dir.is_file() or labels_dir.suffix):
         raise InputError(labels_dir, "with several masks --labels-out is a folder")
@@ -506,21 +514,22 @@ def _run_batch(inputs, out: Path, args, spec: QuantifySpec, scheduler) -> int:
 
     if labels_dir is not None:
         labels_dir.mkdir(parents=True, exist_ok=True)
-    work = base.parent
-    jobs, local_jobs = [], []  # (index, job): OME-Zarr masks run from here, blocks on workers
+    zarr = [spec.blockwise and io.format_of(path) == "zarr" for path in inputs.paths]
     with batch.connect(scheduler) as client:
-        for i, path in enumerate(inputs.paths):
-            job_args = (path, spec, labels_dir, work)
-            if spec.blockwise and io.format_of(path) == "zarr":
-                job = batch.Job(str(path), quantify_job, job_args, {"scheduler": client})
-                local_jobs.append((i, job))
-            else:
-                jobs.append((i, batch.Job(str(path), quantify_job, job_args)))
-        outcomes = {}
-        for group, where in ((jobs, client), (local_jobs, None)):
-            done = batch.run_jobs([job for _, job in group], where, retries=args.retries)
-            outcomes.update(zip([i for i, _ in group], done, strict=True))
-    ordered = [outcomes[i] for i in range(len(inputs.paths))]
+        # OME-Zarr masks are measured from here, their blocks spread over the workers;
+        # the others are one task each. Workers get absolute paths.
+        where = (lambda p: Path(p).absolute()) if client is not None else Path
+        labels = where(labels_dir) if labels_dir is not None else None
+        jobs = [
+            batch.Job(
+                str(path),
+                quantify_job,
+                (where(path), spec, labels, where(base.parent)),
+                {"scheduler": client} if blocks else {},
+            )
+            for path, blocks in zip(inputs.paths, zarr, strict=True)
+        ]
+        ordered = batch.run_jobs(jobs, client, here=zarr, retries=args.retries)
     results = [o.result.value for o in ordered if o.status == "ok"]
     if results:
         table = pd.concat([r["table"] for r in results], ignore_index=True)

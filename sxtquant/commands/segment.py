@@ -186,7 +186,7 @@ class SegmentSpec:
     def from_args(cls, args: argparse.Namespace, model_identity: dict) -> SegmentSpec:
         threshold = args.threshold if args.mask_rule == "probability" else 0.5
         return cls(
-            model=str(args.model),
+            model=_model_reference(args.model),
             model_identity=model_identity,
             device=args.device,
             threshold=threshold,
@@ -223,6 +223,13 @@ class SegmentSpec:
             "batch_size": self.batch_size,
             "tta": self.tta,
         }
+
+
+def _model_reference(name_or_path) -> str:
+    """A shipped model's name as it is; a checkpoint folder as an absolute path (workers
+    elsewhere resolve relative paths against their own folder)."""
+    path = Path(name_or_path)
+    return str(path.resolve()) if path.exists() else str(name_or_path)
 
 
 def output_paths(path, out_dir) -> tuple[Path, Path, Path]:
@@ -357,22 +364,19 @@ def run(args: argparse.Namespace) -> int:
             print(segment_file(path, out_dir, spec).message, flush=True)
         return 0
 
-    jobs: list = []  # (input index, job); OME-Zarr ones run from here, their blocks on workers
-    zarr_jobs: list = []
+    zarr = [io.format_of(path) == "zarr" for path in inputs.paths]
     with batch.connect(scheduler) as client:
-        for i, path in enumerate(inputs.paths):
-            job_args = (path, out_dir, spec)
-            if io.format_of(path) == "zarr":
-                zarr_jobs.append(
-                    (i, batch.Job(str(path), segment_file, job_args, {"scheduler": client}))
-                )
-            else:
-                jobs.append(
-                    (i, batch.Job(str(path), segment_file, job_args, {"progress": client is None}))
-                )
-        outcomes = {}
-        for group, where in ((jobs, client), (zarr_jobs, None)):
-            done = batch.run_jobs([job for _, job in group], where, retries=args.retries)
-            outcomes.update(zip([i for i, _ in group], done, strict=True))
-    ordered = [outcomes[i] for i in range(len(inputs.paths))]
+        # OME-Zarr tomograms are segmented from here, their blocks spread over the
+        # workers; the others are one task each. Workers get absolute paths.
+        where = (lambda p: Path(p).absolute()) if client is not None else Path
+        jobs = [
+            batch.Job(
+                str(path),
+                segment_file,
+                (where(path), where(out_dir), spec),
+                {"scheduler": client} if blocks else {"progress": client is None},
+            )
+            for path, blocks in zip(inputs.paths, zarr, strict=True)
+        ]
+        ordered = batch.run_jobs(jobs, client, here=zarr, retries=args.retries)
     return batch.report(ordered, out_dir / batch.SUMMARY_FILE)
