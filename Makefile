@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sxtquant-installed
 PYTEST_ARGS ?=
-MODEL_EPOCHS ?= 18
+MODEL_EPOCHS ?= 12
 
 .PHONY: demo test lint model figures evaluate clean
 

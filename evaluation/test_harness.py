@@ -37,16 +37,6 @@ MAX_FILOPODIA_LENGTH_ERROR = 0.10
 MAX_FILOPODIA_SAV_ERROR = 0.10
 MIN_FILOPODIA_FOUND = 0.8  # fraction of simulated filopodia found by analyze()
 
-# Known gap (issues #3, #6, #7): in the simulator's tomograms membranes stand only
-# 0.04-0.09 SD above their neighbourhood, and within the CI budget the tiny network
-# does not learn them. These checks stay as written and are expected to fail until
-# that is fixed; strict, so that a fix that makes them pass shows up at once.
-KNOWN_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="the tiny network does not yet learn the simulator's low-contrast membranes "
-    "within the CI budget (issues #3, #6, #7)",
-)
-
 OUTPUTS = (
     "run.json",
     "report.md",
@@ -100,7 +90,6 @@ def test_test_conditions_were_never_trained_on(quick_run):
 # --------------------------------------------------------------------------- (a)
 
 
-@KNOWN_GAP
 def test_semi_supervised_beats_supervised_only(quick_run):
     """Fig. 2A: the median per-slice precision is higher with semi-supervision."""
     out, record = quick_run
@@ -121,7 +110,6 @@ def test_semi_supervised_beats_supervised_only(quick_run):
 # --------------------------------------------------------------------------- (b)
 
 
-@KNOWN_GAP
 def test_network_beats_both_baselines(quick_run):
     out, _ = quick_run
     holdout = _holdout(out)
@@ -138,7 +126,6 @@ def test_holdout_accuracy_and_image_accuracy_above_thresholds(quick_run):
     assert net["image_accuracy"] > MIN_IMAGE_ACCURACY
 
 
-@KNOWN_GAP
 def test_holdout_f1_above_threshold(quick_run):
     out, _ = quick_run
     assert _holdout(out).loc["semi-supervised", "f1"] > MIN_NETWORK_F1

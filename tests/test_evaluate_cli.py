@@ -52,7 +52,10 @@ def test_evaluate_writes_json(run_cli, volumes, tmp_path):
         out,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ""
+    # one summary line: 170 of 200 pixels right, 30 of 50 marked are membrane, 30 of 40 found
+    assert result.stdout == (
+        f"{out}: accuracy 0.850, precision 0.600, recall 0.750, f1 0.667 (2 slices)\n"
+    )
     data = json.loads(out.read_text())
     assert data["counts"] == {"tp": 30, "fp": 20, "fn": 10, "tn": 140}
     assert data["accuracy"] == pytest.approx(170 / 200)

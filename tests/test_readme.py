@@ -27,13 +27,43 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
-def _console_commands() -> list[str]:
-    return [
-        line[2:].strip()
-        for block in _blocks("console")
-        for line in block.splitlines()
-        if line.startswith("$ ")
-    ]
+def _console_commands() -> list[tuple[str, list[str]]]:
+    """(command, the output lines the README shows under it) of every ``$`` line."""
+    commands: list[tuple[str, list[str]]] = []
+    for block in _blocks("console"):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                commands.append((line[2:].strip(), []))
+            elif line.strip() and commands:
+                commands[-1][1].append(line.rstrip())
+    return commands
+
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _same_line(shown: str, actual: str) -> bool:
+    """Equal text and integers; decimals equal to the README's printed precision (±2 in the
+    last digit, or 2 %: the network's output differs in the last bits between CPUs)."""
+    if _NUMBER.sub("#", shown).split() != _NUMBER.sub("#", actual).split():
+        return False
+    for a, b in zip(_NUMBER.findall(shown), _NUMBER.findall(actual), strict=True):
+        if "." not in a:
+            if a != b:
+                return False
+            continue
+        decimals = len(a.split(".")[1].split("e")[0])
+        if abs(float(a) - float(b)) > max(2 * 10.0**-decimals, 0.02 * abs(float(a))):
+            return False
+    return True
+
+
+def test_same_line_compares_text_exactly_and_numbers_to_printed_precision():
+    assert _same_line("a: 12.34 % of 128 slices", "a: 12.35 % of 128 slices")
+    assert not _same_line("a: 12.34 % of 128 slices", "a: 13.34 % of 128 slices")
+    assert not _same_line("a: 12.34 % of 128 slices", "b: 12.34 % of 128 slices")
+    assert not _same_line("128 slices", "130 slices")
+    assert _same_line("F1 0.712", "F1 0.714") and not _same_line("F1 0.712", "F1 0.75")
 
 
 def test_readme_shows_the_two_setup_commands_first():
@@ -45,8 +75,9 @@ def test_readme_shows_the_two_setup_commands_first():
 def test_readme_tour_and_python_example_run(tmp_path):
     commands = _console_commands()
     assert len(commands) >= 5
+    assert sum(bool(shown) for _, shown in commands) >= 3, "the tour shows real output"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
-    for command in commands:
+    for command, shown in commands:
         argv = shlex.split(command)
         assert argv[0] == "sxtquant", command
         proc = subprocess.run(
@@ -58,6 +89,12 @@ def test_readme_tour_and_python_example_run(tmp_path):
             timeout=900,
         )
         assert proc.returncode == 0, f"{command}\n{proc.stderr}"
+        actual = [line.rstrip() for line in proc.stdout.splitlines() if line.strip()]
+        for line in shown:  # every shown line is printed, in order
+            while actual and not _same_line(line, actual[0]):
+                actual.pop(0)
+            assert actual, f"{command}: the README shows\n{line}\nbut it printed\n{proc.stdout}"
+            actual.pop(0)
     (python_block,) = _blocks("python")
     proc = subprocess.run(
         [sys.executable, "-c", python_block],

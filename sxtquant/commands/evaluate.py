@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.output:
         io.write_json(result, args.output)
+        line = ", ".join(f"{k} {result[k]:.3f}" for k in ("accuracy", "precision", "recall", "f1"))
+        if result.get("tolerance"):
+            line += f"; F1 within {args.tolerance:g} voxels {result['tolerance']['f1']:.3f}"
+        print(f"{args.output}: {line} ({result['n_slices']} slices)")
     else:
         print(io.json_text(result), end="")
     return 0
