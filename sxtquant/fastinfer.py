@@ -464,7 +464,7 @@ class FastSXTNet(SXTNet):
         The network, in eval mode (its batch-norm statistics are used).
     onednn : bool, optional
         Run convolutions through oneDNN directly (CPU); else through ``F.conv2d``
-        (any device, and what ``torch.compile`` can trace). Default: where available.
+        (any device). Default: where available.
     keep_memory : bool
         From the first forward pass until this network is deleted, let glibc's malloc
         keep freed memory for reuse instead of returning it to the system (process-wide;
@@ -480,6 +480,7 @@ class FastSXTNet(SXTNet):
         self.onednn = onednn
         self.keep_memory = keep_memory
         self._holding = False
+        self._last_shape: torch.Size | None = None
         with torch.no_grad():
             self.encoder = _Encoder(model.encoder, onednn=onednn)
             self.neck = _Neck(model.neck, onednn=onednn)
@@ -493,10 +494,15 @@ class FastSXTNet(SXTNet):
         return state
 
     def _before_pass(self, x: torch.Tensor) -> None:
-        if self.keep_memory and not self._holding and x.device.type == "cpu":
+        if not self.keep_memory or x.device.type != "cpu":
+            return
+        if not self._holding:
             if _hold_memory():
                 self._holding = True
                 weakref.finalize(self, _release_memory)
+        elif x.shape != self._last_shape:
+            _trim_memory()  # blocks sized for other tiles would only fragment the heap
+        self._last_shape = x.shape
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._before_pass(x)
@@ -516,6 +522,9 @@ class FastSXTNet(SXTNet):
 # FastSXTNet that keeps memory exists, malloc serves large blocks from its heap and keeps
 # freed ones there, so repeated passes write into memory that is already mapped; when
 # the last such network is deleted, glibc's defaults come back and the heap is trimmed.
+# A pass on an input of another shape than the last first gives the free heap back to
+# the system, so that blocks sized for other tiles do not pile up (fragmentation): the
+# memory held stays about one pass's peak.
 # Nothing happens where the C library is not glibc, or where the user configured malloc
 # through the environment.
 
@@ -551,9 +560,15 @@ def _hold_memory() -> bool:
     with _holders_lock:
         if _holders == 0:
             libc.mallopt(_M_MMAP_MAX, 0)
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+            libc.mallopt(_M_TRIM_THRESHOLD, -1)  # -1: never trim (an int caps at 2 GB)
         _holders += 1
     return True
+
+
+def _trim_memory() -> None:
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _release_memory() -> None:

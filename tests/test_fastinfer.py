@@ -203,14 +203,19 @@ def test_fast_form_of_the_converted_reference_reproduces_its_outputs(case):
 
 
 @pytest.mark.skipif(fastinfer._glibc() is None, reason="glibc malloc only")
-def test_memory_is_kept_while_a_fast_network_lives():
+def test_memory_is_kept_while_a_fast_network_lives(monkeypatch):
+    trims = []
+    monkeypatch.setattr(fastinfer, "_trim_memory", lambda: trims.append(1))
     start = fastinfer._holders
     fast = FastSXTNet(calibrated(ModelConfig(width=4), seed=8))
     assert fastinfer._holders == start  # nothing before the first pass
+    small = torch.zeros(1, 1, 16, 16).contiguous(memory_format=CL)
     with torch.inference_mode():
-        fast(torch.zeros(1, 1, 16, 16).contiguous(memory_format=CL))
-        fast.forward_label(torch.zeros(1, 1, 16, 16).contiguous(memory_format=CL))
-    assert fastinfer._holders == start + 1
+        fast(small)
+        fast.forward_label(small)
+        assert fastinfer._holders == start + 1 and not trims
+        fast(torch.zeros(2, 1, 16, 16).contiguous(memory_format=CL))  # another shape:
+    assert len(trims) == 1  # the heap is given back first
     copied = copy.deepcopy(fast)
     assert fastinfer._holders == start + 1
     del fast, copied
@@ -218,5 +223,5 @@ def test_memory_is_kept_while_a_fast_network_lives():
     assert fastinfer._holders == start
     kept = FastSXTNet(calibrated(ModelConfig(width=4), seed=8), keep_memory=False)
     with torch.inference_mode():
-        kept(torch.zeros(1, 1, 16, 16))
+        kept(small)
     assert fastinfer._holders == start
