@@ -434,9 +434,10 @@ def open_ome_zarr(path: str | os.PathLike):
 
     Returns
     -------
-    array : zarr.Array
-        The full-resolution array with any leading singleton (t, c) axes still present
-        if the image has them; use ``array[...]`` or dask to read it.
+    array : zarr.Array or a view of it
+        The full-resolution (z, y, x) or (y, x) array; leading singleton (t, c) axes are
+        indexed away lazily. Nothing is read until it is sliced (``array[z0:z1]``,
+        ``array[...]``, or ``dask.array.from_array``).
     voxel_size_nm : (z, y, x) tuple or None
     """
     import zarr
@@ -475,8 +476,27 @@ def open_ome_zarr(path: str | os.PathLike):
         sizes = [float(scale[i]) * u for i, u in zip(spatial, units, strict=True)]
         voxel = tuple([sizes[0], *sizes] if len(sizes) == 2 else sizes)
     if array.ndim > len(spatial):
-        array = array[(0,) * (array.ndim - len(spatial))]
+        array = _SpatialView(array, array.ndim - len(spatial))
     return array, voxel
+
+
+class _SpatialView:
+    """The spatial axes of an array with leading singleton axes, read only when sliced."""
+
+    def __init__(self, array, n_leading: int):
+        self._array, self._lead = array, (0,) * n_leading
+        self.shape = tuple(array.shape[n_leading:])
+        self.ndim = len(self.shape)
+        self.dtype = array.dtype
+        self.chunks = tuple(array.chunks[n_leading:])
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return self._array[self._lead + key]
+
+    def __array__(self, dtype=None, copy=None):
+        data = np.asarray(self[...])
+        return data if dtype is None else data.astype(dtype, copy=False)
 
 
 def _axis_type(axis) -> str:
@@ -648,15 +668,23 @@ def create_ome_zarr(
     voxel_size_nm: VoxelSize | None,
     *,
     chunks: Sequence[int] | None = None,
+    name: str | None = None,
 ):
-    """Create an empty OME-Zarr 0.4 image (zarr format 2) and return its level-0 array."""
+    """Create an empty OME-Zarr 0.4 image (zarr format 2) and return its level-0 array.
+
+    ``name`` (the image's name in its metadata) defaults to the file's stem; the temporary
+    name of :func:`atomic_output` is seen through, so the image is named after its final path.
+    """
     import zarr
 
     shape = tuple(int(n) for n in shape)
     if chunks is None:
         chunks = (min(shape[0], 16), min(shape[1], 512), min(shape[2], 512))
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    group.attrs.update(ome_zarr_metadata(voxel_size_nm, name=volume_stem(path)))
+    if name is None:
+        final = re.fullmatch(r"\.(.+)\.partial-\d+", Path(path).name)
+        name = volume_stem(final.group(1) if final else path)
+    group.attrs.update(ome_zarr_metadata(voxel_size_nm, name=name))
     return group.create_array(
         "0",
         shape=shape,

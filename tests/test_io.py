@@ -208,6 +208,19 @@ def test_ome_zarr_v05_with_channel_axis(tmp_path, rng):
     volume = io.read_volume(tmp_path / "v05.zarr")
     np.testing.assert_array_equal(volume.data, data[0])
     assert volume.voxel_size_nm == pytest.approx(VOXEL)
+    # opened lazily: the singleton channel axis is indexed away slab by slab
+    array, voxel = io.open_ome_zarr(tmp_path / "v05.zarr")
+    assert array.shape == data.shape[1:] and array.ndim == 3 and array.dtype == data.dtype
+    assert len(array.chunks) == 3 and voxel == pytest.approx(VOXEL)
+    np.testing.assert_array_equal(array[1:3], data[0, 1:3])
+    np.testing.assert_array_equal(array[2, :, 4], data[0, 2, :, 4])
+    np.testing.assert_array_equal(np.asarray(array), data[0])
+
+
+def test_ome_zarr_is_named_after_its_final_path(tmp_path, rng):
+    path = io.write_volume(tmp_path / "cell.ome.zarr", _volume(rng, np.uint8), VOXEL)
+    attrs = json.loads((path / ".zattrs").read_text())
+    assert attrs["multiscales"][0]["name"] == "cell"
 
 
 @pytest.mark.parametrize(
