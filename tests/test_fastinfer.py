@@ -10,6 +10,7 @@ reference implementation's own outputs (the converted Keras fixture).
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 from pathlib import Path
 
@@ -29,11 +30,18 @@ from sxtquant.model import (
     count_parameters,
     prepare_for_inference,
 )
-from tests.test_model import calibrated
+from tests.test_model import calibrated as _calibrated
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
 CL = torch.channels_last
 ONEDNN = [True, False] if fastinfer.onednn_available() else [False]
+
+
+@functools.cache
+def calibrated(config: ModelConfig, seed: int) -> SXTNet:
+    """A calibrated random network (tests.test_model), built once per module; the tests
+    here leave it in eval mode."""
+    return _calibrated(config, seed)
 
 
 def assert_same_outputs(ref, out, rel=1e-4):
@@ -169,7 +177,7 @@ def test_fast_network_gives_the_eval_outputs(config, onednn):
 
 
 def test_prepare_for_inference_gives_the_fast_form_on_cpu_and_leaves_the_model():
-    model = calibrated(ModelConfig(width=8), seed=6).train()
+    model = _calibrated(ModelConfig(width=8), seed=6).train()
     before = copy.deepcopy(model.state_dict())
     fast = prepare_for_inference(model)
     if fastinfer.onednn_available():
