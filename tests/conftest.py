@@ -8,6 +8,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# before any test module imports torch (sxtquant sets the same default, too late once torch is
+# loaded): idle OpenMP threads sleep instead of spinning, which on 2 shared cores made
+# tests 2-3 times slower
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pytest
 
