@@ -131,7 +131,9 @@ def _conditions_text(conditions) -> str:
     )
 
 
-def model_card(checkpoint: Path, data_dir: Path, rows, mean, mpix_s, model, others) -> str:
+def model_card(
+    checkpoint: Path, data_dir: Path, rows, mean, mpix_s, model, others, schedule=None
+) -> str:
     metadata = json.loads((checkpoint / "metadata.json").read_text())
     # the epochs this checkpoint trained for: with a constant learning rate, epoch N of a
     # longer run is what `--epochs N` gives
@@ -162,6 +164,7 @@ def model_card(checkpoint: Path, data_dir: Path, rows, mean, mpix_s, model, othe
         "training.",
         "",
         "## Training recipe",
+        *([f"Schedule: {schedule}. The options of the last phase:", ""] if schedule else []),
         "```json",
         json.dumps(train_config, indent=2),
         "```",
@@ -229,13 +232,20 @@ def main() -> None:
         type=Path,
         help="sxtquant train --supervised-only output folder with the same recipe",
     )
+    parser.add_argument(
+        "--schedule",
+        help="the learning-rate schedule in words, when the run was resumed with another "
+        "--lr (the checkpoint records only the last phase's options)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = load_model(args.run / args.checkpoint)
     rows, mean = evaluate_on_test(network_predictor(model), args.data)
     others = compare_methods(args.data, args.ablation, args.checkpoint)
     mpix_s = cpu_throughput(model)
-    card = model_card(args.run / args.checkpoint, args.data, rows, mean, mpix_s, model, others)
+    card = model_card(
+        args.run / args.checkpoint, args.data, rows, mean, mpix_s, model, others, args.schedule
+    )
     tmp = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(
