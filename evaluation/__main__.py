@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    run.add_argument(
+        "--sweep",
+        metavar="PRESETS",
+        default=None,
+        help="comma-separated presets trained for the model-size sweep (d) (default: the "
+        "evaluated preset with --quick, all four otherwise)",
+    )
     run.add_argument("--seed", type=int, default=0, help="seed of data, training and baselines")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     report = verbs.add_parser("report", help="rebuild report.md from a finished run")
@@ -100,8 +107,20 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data
     if data is None and not args.simulated:
         data = _real_data_folder()
+    overrides = {}
+    if args.sweep is not None:
+        sweep = tuple(dict.fromkeys(p.strip() for p in args.sweep.split(",") if p.strip()))
+        unknown = [p for p in sweep if p not in harness.PRESETS]
+        if unknown or not sweep:
+            print(
+                f"python -m evaluation: error: --sweep: unknown preset(s) {', '.join(unknown)} "
+                f"(choose from {', '.join(harness.PRESETS)})",
+                file=sys.stderr,
+            )
+            return 2
+        overrides["sweep_presets"] = sweep
     try:
-        config = make(preset, device=args.device, threads=args.threads, seed=args.seed)
+        config = make(preset, device=args.device, threads=args.threads, seed=args.seed, **overrides)
         started = time.perf_counter()
         record = harness.run(config, args.out, data=data, quiet=args.quiet)
     except (InputError, ValueError) as exc:

@@ -718,6 +718,21 @@ def _report_html(results, table, per, summary, matches, out) -> str:
             "True values are the simulator's analytic geometry of the part outside the "
             "cell body (length from the cell surface to the tip).</p>"
         )
+        if m["true_found"] < m["true"]:
+            body += (
+                "<p><b>Why filopodia are missed.</b> They are found in the filled cell: "
+                "membrane contours closed per slice, filled, and the cell body split "
+                "from its thin protrusions by an opening with a ball wider than a "
+                "filopodium. The missing wedge (no projections beyond the tilt range) "
+                "leaves the cell's flat top and bottom membranes nearly invisible, and a "
+                "filopodium's two walls, 80–180 nm apart, blur into one line with open "
+                "ends; where a contour stays open its slice is not filled, the filled "
+                "body is thinner than the ball, and the protrusions are not cut from it. "
+                "On the true membranes (simulation/membranes.tif) the same steps find "
+                "every filopodium of this cell within a few per cent of its length. "
+                "Better membranes (the published network, or a model retrained on your "
+                "data) are the remedy, not looser thresholds.</p>"
+            )
         body += html_figure(
             FIGURES["truth"],
             "Measured against true value of the matched filopodia; dashed: equal.",
