@@ -164,45 +164,6 @@ def build_reference(reference: str, width: int):
     return model
 
 
-def time_reference(model, args) -> int:
-    """Serve timed calls of the reference on fixed inputs, for evaluation/bench_convert.py.
-
-    Reads lines ``KEY MODE`` on stdin (KEY an array of ``--time INPUTS.npz``, MODE
-    ``eager`` -- the reference's own ``model(x, training=False)`` -- or ``function``, the
-    same network compiled with ``tf.function``, the best TensorFlow does with it) and
-    answers each with one JSON line ``{"key", "mode", "seconds"}``, so that the caller
-    can interleave these calls with its own under the same machine load. At the end of
-    input writes the eager outputs to ``OUT/reference_outputs.npz`` (channels first).
-    """
-    import time
-
-    import numpy as np
-    import tensorflow as tf
-
-    model.load_weights(str(args.weights))
-    modes = {
-        "eager": lambda x: model(x, training=False),
-        "function": tf.function(lambda x: model(x, training=False), reduce_retracing=True),
-    }
-    with np.load(args.time) as data:
-        inputs = {k: tf.constant(np.moveaxis(data[k], 1, -1)) for k in data.files}  # NHWC
-    outputs = {}
-    print(json.dumps({"ready": True, "tf_version": tf.__version__}), flush=True)
-    for line in sys.stdin:
-        key, mode = line.split()
-        t0 = time.perf_counter()
-        image, label = modes[mode](inputs[key])
-        label = label.numpy()
-        seconds = time.perf_counter() - t0
-        if mode == "eager":
-            outputs[f"{key}_image"] = np.moveaxis(image.numpy(), -1, 1)
-            outputs[f"{key}_label"] = np.moveaxis(label, -1, 1)
-        print(json.dumps({"key": key, "mode": mode, "seconds": seconds}), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / "reference_outputs.npz", **outputs)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -219,15 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(CASES),
         help=f"comma-separated input cases among {', '.join(CASES)}",
     )
-    parser.add_argument(
-        "--time",
-        type=Path,
-        metavar="INPUTS.npz",
-        help="benchmark mode (evaluation/bench_convert.py): load --weights into the reference "
-        "network and serve timed calls on the (N, 1, H, W) arrays of INPUTS.npz "
-        "(requests 'KEY eager|function' on stdin)",
-    )
-    parser.add_argument("--weights", type=Path, help="with --time: the Keras weights to load")
     args = parser.parse_args(argv)
     if not args.reference or not Path(args.reference, PUBLISHED_CONFIG).is_file():
         parser.error("--reference (or DEEP_SXT_REPO) must point to a deep_sxt checkout")
@@ -237,11 +189,6 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.keras.utils.set_random_seed(args.seed)
     model = build_reference(args.reference, args.width)
-    if args.time is not None:
-        if args.weights is None:
-            parser.error("--time needs --weights")
-        return time_reference(model, args)
-
     rng = np.random.default_rng(args.seed)
     calibration = standardised_inputs(rng, 2, 128, 128)[..., None]
     randomise(model, rng, calibration)
