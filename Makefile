@@ -30,10 +30,12 @@ MODEL_WORK ?= build/model
 MODEL_EPOCHS_TOTAL ?= 30
 MODEL_OPTIONS := --preset tiny --steps-per-epoch 50 --batch-size 8 --crop 128 \
 	--bn-momentum 0.1 --membrane-weight 3 --patience 0 --seed 0 --quiet
-MODEL_TRAIN := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS) --lr 2e-3
-MODEL_TUNE := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS_TOTAL) --lr 5e-4 --resume
-MODEL_SCHEDULE := epochs 1-$(MODEL_EPOCHS) at lr 2e-3, then \
-	$(shell echo $$(($(MODEL_EPOCHS) + 1)))-$(MODEL_EPOCHS_TOTAL) at lr 5e-4 (--resume)
+MODEL_LR := 2e-3
+MODEL_TUNE_LR := 5e-4
+MODEL_TRAIN := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS) --lr $(MODEL_LR)
+MODEL_TUNE := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS_TOTAL) --lr $(MODEL_TUNE_LR) --resume
+MODEL_SCHEDULE := epochs 1-$(MODEL_EPOCHS) at lr $(MODEL_LR), then \
+	$(shell echo $$(($(MODEL_EPOCHS) + 1)))-$(MODEL_EPOCHS_TOTAL) at lr $(MODEL_TUNE_LR) (--resume)
 model: $(STAMP)
 	rm -rf $(MODEL_WORK)
 	$(BIN)/sxtquant simulate --dataset $(MODEL_WORK)/data --labeled-tomograms 3 \

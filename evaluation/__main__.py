@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--sweep",
+        type=_presets,
         metavar="PRESETS",
         default=None,
         help="comma-separated presets trained for the model-size sweep (d) (default: the "
@@ -79,6 +80,19 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)"
     )
     return parser
+
+
+def _presets(text: str) -> tuple[str, ...]:
+    """``--sweep``: comma-separated preset names, each once, in the order given."""
+    from evaluation.harness import PRESETS
+
+    presets = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown or not presets:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: name one or more of {', '.join(PRESETS)}, separated by commas"
+        )
+    return presets
 
 
 def _real_data_folder() -> Path | None:
@@ -107,18 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data
     if data is None and not args.simulated:
         data = _real_data_folder()
-    overrides = {}
-    if args.sweep is not None:
-        sweep = tuple(dict.fromkeys(p.strip() for p in args.sweep.split(",") if p.strip()))
-        unknown = [p for p in sweep if p not in harness.PRESETS]
-        if unknown or not sweep:
-            print(
-                f"python -m evaluation: error: --sweep: unknown preset(s) {', '.join(unknown)} "
-                f"(choose from {', '.join(harness.PRESETS)})",
-                file=sys.stderr,
-            )
-            return 2
-        overrides["sweep_presets"] = sweep
+    overrides = {} if args.sweep is None else {"sweep_presets": args.sweep}
     try:
         config = make(preset, device=args.device, threads=args.threads, seed=args.seed, **overrides)
         started = time.perf_counter()

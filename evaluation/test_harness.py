@@ -243,6 +243,18 @@ def test_cli_rejects_a_missing_data_folder(tmp_path):
     assert not (tmp_path / "report.md").exists()
 
 
+def test_cli_sweep_takes_known_presets_once_in_order(tmp_path):
+    from evaluation.__main__ import _parser
+
+    args = _parser().parse_args(["run", "--quick", "--sweep", "small, tiny,small"])
+    assert args.sweep == ("small", "tiny")
+    result = _evaluation_cli("run", "--quick", "--sweep", "tiny,huge", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--sweep" in result.stderr and "tiny,huge" in result.stderr
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_figures_are_drawn_from_the_outputs(quick_run, tmp_path):
     from paper_figures.__main__ import main
 

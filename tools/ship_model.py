@@ -135,8 +135,9 @@ def model_card(
     checkpoint: Path, data_dir: Path, rows, mean, mpix_s, model, others, schedule=None
 ) -> str:
     metadata = json.loads((checkpoint / "metadata.json").read_text())
-    # the epochs this checkpoint trained for: with a constant learning rate, epoch N of a
-    # longer run is what `--epochs N` gives
+    # the epochs this checkpoint trained for: epoch N of a longer run is what `--epochs N`
+    # gives (the crops are drawn by position); the options are those of the last phase
+    # when the run was resumed with another --lr (see --schedule)
     train_config = {**metadata.get("train_config", {}), "epochs": metadata.get("epoch")}
     dataset = json.loads((data_dir / "dataset.json").read_text())
     standard = Acquisition()
