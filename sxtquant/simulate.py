@@ -1455,7 +1455,10 @@ HELD_OUT_RANGES = {
 
 
 def sample_conditions(
-    rng: np.random.Generator, split: Literal["labeled", "unlabeled", "test"] = "unlabeled"
+    rng: np.random.Generator,
+    split: Literal["labeled", "unlabeled", "test"] = "unlabeled",
+    *,
+    labeled_conditions: Literal["standard", "varied"] = "standard",
 ) -> tuple[Acquisition, CellContent]:
     """Draw the acquisition and cell content of one tomogram of a training/test set.
 
@@ -1464,11 +1467,17 @@ def sample_conditions(
     rng : numpy Generator
     split : {"labeled", "unlabeled", "test"}
         ``labeled``: the standard conditions (±65°, 25 nm blur, default dose), only the
-        cell content varies, like the few expert-labelled tomograms of the paper.
+        cell content varies, like the few expert-labelled tomograms of the paper (with
+        ``labeled_conditions="varied"``: drawn from :data:`TRAINING_RANGES` too).
         ``unlabeled``: every condition drawn from :data:`TRAINING_RANGES`, so the
         unlabelled data covers conditions the labels don't.
         ``test``: drawn from :data:`HELD_OUT_RANGES`, disjoint from the training
         ranges in tilt range, blur, dose and jitter.
+
+    labeled_conditions : {"standard", "varied"}
+        The acquisition of ``labeled`` tomograms: all at the standard conditions, or
+        each drawn from the training ranges like the unlabelled ones (labels taken
+        under several microscopes' conditions).
 
     Returns
     -------
@@ -1476,13 +1485,17 @@ def sample_conditions(
     """
     if split not in ("labeled", "unlabeled", "test"):
         raise ValueError(f"split must be labeled, unlabeled or test, got {split!r}")
+    if labeled_conditions not in ("standard", "varied"):
+        raise ValueError(
+            f"labeled_conditions must be standard or varied, got {labeled_conditions!r}"
+        )
     ranges = HELD_OUT_RANGES if split == "test" else TRAINING_RANGES
     content = CellContent(
         organelle_density=float(rng.uniform(*ranges["organelle_density"])),
         filopodia=int(rng.integers(ranges["filopodia"][0], ranges["filopodia"][1] + 1)),
         cytoplasm_lac=float(rng.uniform(*ranges["cytoplasm_lac"])),
     )
-    if split == "labeled":
+    if split == "labeled" and labeled_conditions == "standard":
         return Acquisition(), content
     lo, hi = ranges["dose"]
     acq = Acquisition(

@@ -133,6 +133,11 @@ class TrainConfig:
         Batch-norm momentum (PyTorch convention) of a new network; ``None`` keeps the
         reference's Keras default (0.01), whose running statistics take thousands of
         steps to settle. Short CPU runs train better with 0.1 (PyTorch's default).
+    init : str or None
+        Start from the weights of this trained model (a checkpoint folder or a shipped
+        model name such as ``default``) instead of a random initialisation: fine-tuning.
+        Its architecture must be the ``preset``'s; ``bn_momentum`` is then the model's.
+        A resumed run continues from its own checkpoint and ignores ``init``.
     """
 
     preset: Literal["tiny", "small", "base", "paper"] = "paper"
@@ -152,6 +157,7 @@ class TrainConfig:
     threshold: float = 0.9
     bn_momentum: float | None = None
     membrane_weight: float = 1.0
+    init: str | None = None
 
     def __post_init__(self):
         problems = []
@@ -859,6 +865,24 @@ class _Progress:
         return improved
 
 
+def _initial_model(config: TrainConfig, device: torch.device) -> nn.Module:
+    """The trained model ``config.init`` to fine-tune; it must be a ``config.preset`` network."""
+    model = load_model(config.init, device=device)
+    preset = MODEL_PRESETS[config.preset]
+    if dataclasses.replace(model.config, bn_momentum=preset.bn_momentum) != preset:
+        named = [
+            name
+            for name, c in MODEL_PRESETS.items()
+            if dataclasses.replace(model.config, bn_momentum=c.bn_momentum) == c
+        ]
+        raise InputError(
+            config.init,
+            f"is not a {config.preset} network"
+            + (f"; fine-tune it with --preset {named[0]}" if named else ""),
+        )
+    return model
+
+
 def _run_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -978,6 +1002,9 @@ def train(
             )
         model = load_model(last_dir, device=device)
         run = _Progress(**state["progress"])
+    elif config.init is not None:
+        torch.manual_seed(config.seed)
+        model = _initial_model(config, device)
     else:
         torch.manual_seed(config.seed)
         model_config = MODEL_PRESETS[config.preset]

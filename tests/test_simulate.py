@@ -203,6 +203,15 @@ def test_sample_conditions_keep_test_conditions_out_of_training():
         assert test.dose < sim.TRAINING_RANGES["dose"][0]
     labeled, _ = sim.sample_conditions(rng, "labeled")
     assert labeled == sim.Acquisition()
+    varied = [
+        sim.sample_conditions(rng, "labeled", labeled_conditions="varied")[0] for _ in range(20)
+    ]
+    for key in ("tilt_max_deg", "blur_fwhm_nm", "dose", "jitter_px"):
+        values = [getattr(a, key) for a in varied]
+        lo, hi = sim.TRAINING_RANGES[key]
+        assert all(lo <= x <= hi for x in values) and len(set(values)) > 1
+    with pytest.raises(ValueError, match="labeled_conditions"):
+        sim.sample_conditions(rng, "labeled", labeled_conditions="mixed")
 
 
 @pytest.mark.parametrize(
@@ -306,26 +315,9 @@ def test_cli_rejects_bad_input(run_cli, tmp_path, args, fragment):
 
 def test_cli_dataset_layout(run_cli, tmp_path):
     out = tmp_path / "ds"
-    result = run_cli(
-        "simulate",
-        "--dataset",
-        out,
-        "--labeled-tomograms",
-        "1",
-        "--unlabeled-tomograms",
-        "2",
-        "--test-tomograms",
-        "1",
-        "--shape",
-        "16",
-        "48",
-        "48",
-        "--slice-step",
-        "4",
-        "--seed",
-        "3",
-        "--quiet",
-    )
+    options = ["--labeled-tomograms", "1", "--unlabeled-tomograms", "2", "--test-tomograms", "1"]
+    options += ["--shape", "16", "48", "48", "--slice-step", "4", "--seed", "3", "--quiet"]
+    result = run_cli("simulate", "--dataset", out, *options)
     assert result.returncode == 0, result.stderr
     info = json.loads((out / "dataset.json").read_text())
     assert info["seed"] == 3 and info["voxel_size_nm"] == VOXEL
@@ -347,6 +339,22 @@ def test_cli_dataset_layout(run_cli, tmp_path):
     # conditions of the unlabelled tomograms differ from the labelled one's
     acqs = [t["acquisition"] for t in info["tomograms"]]
     assert acqs[1] != acqs[0] and acqs[2] != acqs[0]
+
+    # labels under varied conditions: the labelled acquisition moves into the training
+    # ranges, and the held-out test tomogram stays the same, slice for slice
+    varied = tmp_path / "varied"
+    again = run_cli("simulate", "--dataset", varied, *options, "--labeled-conditions", "varied")
+    assert again.returncode == 0, again.stderr
+    info_varied = json.loads((varied / "dataset.json").read_text())
+    labeled = info_varied["tomograms"][0]["acquisition"]
+    assert labeled != acqs[0]
+    lo, hi = sim.TRAINING_RANGES["blur_fwhm_nm"]
+    assert lo <= labeled["blur_fwhm_nm"] <= hi
+    assert info_varied["tomograms"][3] == info["tomograms"][3]
+    for path in sorted((out / "test" / "images").glob("*.tif")):
+        np.testing.assert_array_equal(
+            tifffile.imread(varied / "test" / "images" / path.name), tifffile.imread(path)
+        )
 
 
 def test_depth_of_focus_and_jitter_blur_the_projections():

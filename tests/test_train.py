@@ -7,6 +7,7 @@ bright rings whose labels are the rings.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -389,6 +390,45 @@ def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path):
     (tmp_path / "run" / "last" / "train_state.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="cannot read the training state"):
         train(data, tmp_path / "run", TrainConfig(epochs=2, **TINY), resume=True)
+
+
+def test_init_fine_tunes_a_trained_model(tmp_path):
+    data = tiny_data()
+    first = train(data, tmp_path / "first", TrainConfig(epochs=1, **TINY), progress=False)
+    start = torch.load(first.last_dir / "weights.pt")
+    # a vanishing learning rate: the fine-tuned weights stay those of the model it started from
+    tuned = train(
+        data,
+        tmp_path / "tuned",
+        TrainConfig(epochs=1, lr=1e-12, seed=1, init=str(first.last_dir), **TINY),
+        progress=False,
+    )
+    after = torch.load(tuned.last_dir / "weights.pt")
+    params = [name for name, _ in build_model("tiny").named_parameters()]
+    assert all(torch.allclose(after[n], start[n], atol=1e-8) for n in params)
+    fresh = train(
+        data, tmp_path / "fresh", TrainConfig(epochs=1, lr=1e-12, seed=1, **TINY), progress=False
+    )
+    fresh_weights = torch.load(fresh.last_dir / "weights.pt")
+    assert not torch.allclose(fresh_weights[params[0]], start[params[0]])
+    assert json.loads((tuned.last_dir / "metadata.json").read_text())["train_config"]["init"] == (
+        str(first.last_dir)
+    )
+
+
+def test_init_checks_the_preset_and_resumes_as_a_run(tmp_path):
+    data = tiny_data()
+    first = train(data, tmp_path / "first", TrainConfig(epochs=1, **TINY), progress=False)
+    config = {**TINY, "preset": "small"}
+    with pytest.raises(InputError, match="is not a small network; fine-tune it with --preset tiny"):
+        train(data, tmp_path / "x", TrainConfig(epochs=1, init=str(first.last_dir), **config))
+    # the same command line with --resume continues the fine-tuning run itself
+    tuned = TrainConfig(epochs=1, init=str(first.last_dir), **TINY)
+    train(data, tmp_path / "tuned", tuned, progress=False)
+    again = dataclasses.replace(tuned, epochs=2)
+    assert train(data, tmp_path / "tuned", again, resume=True, progress=False).epochs_run == 2
+    with pytest.raises(InputError, match="no such model"):
+        train(data, tmp_path / "y", TrainConfig(epochs=1, init=str(tmp_path / "missing"), **TINY))
 
 
 def test_early_stopping_stops_after_patience_epochs(tmp_path, monkeypatch):

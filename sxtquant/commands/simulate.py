@@ -21,6 +21,10 @@ With --dataset, OUT_DIR becomes a training set of 2D slices:
   0/255), unlabeled/images/..., and test/images + test/labels with --test-tomograms.
 Unlabelled (and test) tomograms draw their conditions with
 sxtquant.simulate.sample_conditions: the test conditions lie outside the training ranges.
+Labelled tomograms are simulated at the standard conditions, or with
+--labeled-conditions varied drawn from the training ranges too. Each tomogram has its
+own random stream, so the test tomograms of a seed are the same whatever the other
+options.
 """
 
 from __future__ import annotations
@@ -148,7 +152,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="tomograms with membrane labels, standard conditions (default 1)",
+        help="tomograms with membrane labels (default 1)",
+    )
+    ds.add_argument(
+        "--labeled-conditions",
+        choices=("standard", "varied"),
+        default="standard",
+        help="acquisition of the labelled tomograms: the standard conditions, or drawn "
+        "from the training ranges like the unlabelled ones (default: standard)",
     )
     ds.add_argument(
         "--unlabeled-tomograms",
@@ -318,7 +329,9 @@ def _run_dataset(args: argparse.Namespace, out) -> int:
     tomograms = []
     for (split, i), ss in zip(progress(plan, desc="tomograms", unit="tomo"), seeds, strict=True):
         rng = np.random.default_rng(ss)
-        acquisition, content = sample_conditions(rng, split)
+        acquisition, content = sample_conditions(
+            rng, split, labeled_conditions=args.labeled_conditions
+        )
         tomo_seed = int(rng.integers(2**31))
         name = f"{split}{i:03d}"
         sim = simulate_tomogram(

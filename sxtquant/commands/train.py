@@ -133,6 +133,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(the paper's Fig. 2A ablation)",
     )
     parser.add_argument(
+        "--init",
+        metavar="MODEL",
+        default=None,
+        help="start from this trained model (a checkpoint folder, or 'default' for the "
+        "shipped one) instead of random weights: fine-tune it on DATA_DIR; "
+        "give its --preset",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="continue the run in OUT_DIR/last/ where it stopped"
     )
 
@@ -158,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
             num_workers=args.workers,
             bn_momentum=args.bn_momentum,
             membrane_weight=args.membrane_weight,
+            init=args.init,
         )
     except ValueError as exc:
         raise InputError("options", str(exc)) from None
