@@ -289,6 +289,11 @@ def test_demo_end_to_end_then_rerun_on_input(run_cli, tmp_path, random_model):
     assert 0.0 <= summary["segmentation"]["precision"] <= 1.0
     metrics = json.loads((out / "segmentation" / "metrics.json").read_text())
     assert summary["segmentation"]["f1"] == pytest.approx(metrics["f1"])
+    # the reference run on the true membranes counts the same true filopodia
+    reference = summary["filopodia_on_true_membranes"]
+    assert reference["true"] == summary["filopodia_vs_truth"]["true"]
+    assert "same, on true membranes" in result.stdout
+    assert "as a perfect network would segment them" in report
     if summary["objects"]:
         assert (out / "meshes" / "objects.glb").is_file()
         assert (out / "meshes" / "objects.stl").is_file()
@@ -300,6 +305,7 @@ def test_demo_end_to_end_then_rerun_on_input(run_cli, tmp_path, random_model):
     result = run_cli("demo", "-o", out, "--model", random_model, "--input", tomogram, "--quiet")
     assert result.returncode == 0, result.stderr
     assert "segmentation F1" not in result.stdout and "objects found" in result.stdout
+    assert "on true membranes" not in result.stdout
     assert not (out / "simulation").exists() and not (out / "measured_vs_true.png").exists()
     assert (out / "segmentation" / "cell.mask.tif").is_file()
     assert not (out / "segmentation" / "tomogram.mask.tif").exists()
@@ -362,6 +368,8 @@ def test_demo_downstream_of_a_perfect_network_recovers_the_filopodia(
     assert summary["filopodia"]["found"] == true
     m = summary["filopodia_vs_truth"]
     assert (m["true_found"], m["matched"], m["false"], m["missed"]) == (true, true, 0, 0)
+    # the reference on the true membranes is then the same run, number for number
+    assert summary["filopodia_on_true_membranes"] == m
     errors = m["mean_abs_relative_error"]
     assert errors["length"] < 0.05
     assert max(errors["diameter"], errors["volume"], errors["surface_area"]) < 0.1
