@@ -1473,7 +1473,6 @@ def sample_conditions(
         unlabelled data covers conditions the labels don't.
         ``test``: drawn from :data:`HELD_OUT_RANGES`, disjoint from the training
         ranges in tilt range, blur, dose and jitter.
-
     labeled_conditions : {"standard", "varied"}
         The acquisition of ``labeled`` tomograms: all at the standard conditions, or
         each drawn from the training ranges like the unlabelled ones (labels taken

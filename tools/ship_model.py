@@ -2,7 +2,8 @@
 
 Used by ``make model`` after ``sxtquant train``: evaluates the best checkpoint on the
 held-out test tomograms of the training set folder (``test/images`` + ``test/labels``,
-simulated under acquisition conditions outside the training ranges), measures the CPU
+simulated under acquisition conditions outside the training ranges), also by depth band,
+measures what each held-out condition alone costs on new simulated cells, measures the CPU
 throughput on full-size 1324 x 1284 slices, copies the checkpoint into
 ``sxtquant/models/default/`` and writes ``MODEL_CARD.md`` beside the weights.
 
