@@ -868,13 +868,12 @@ class _Progress:
 def _initial_model(config: TrainConfig, device: torch.device) -> nn.Module:
     """The trained model ``config.init`` to fine-tune; it must be a ``config.preset`` network."""
     model = load_model(config.init, device=device)
-    preset = MODEL_PRESETS[config.preset]
-    if dataclasses.replace(model.config, bn_momentum=preset.bn_momentum) != preset:
-        named = [
-            name
-            for name, c in MODEL_PRESETS.items()
-            if dataclasses.replace(model.config, bn_momentum=c.bn_momentum) == c
-        ]
+
+    def is_preset(preset) -> bool:  # the batch-norm momentum is a training setting
+        return dataclasses.replace(model.config, bn_momentum=preset.bn_momentum) == preset
+
+    if not is_preset(MODEL_PRESETS[config.preset]):
+        named = [name for name, preset in MODEL_PRESETS.items() if is_preset(preset)]
         raise InputError(
             config.init,
             f"is not a {config.preset} network"
@@ -1002,15 +1001,15 @@ def train(
             )
         model = load_model(last_dir, device=device)
         run = _Progress(**state["progress"])
-    elif config.init is not None:
-        torch.manual_seed(config.seed)
-        model = _initial_model(config, device)
     else:
         torch.manual_seed(config.seed)
-        model_config = MODEL_PRESETS[config.preset]
-        if config.bn_momentum is not None:
-            model_config = dataclasses.replace(model_config, bn_momentum=config.bn_momentum)
-        model = build_model(model_config).to(device)
+        if config.init is not None:
+            model = _initial_model(config, device)
+        else:
+            model_config = MODEL_PRESETS[config.preset]
+            if config.bn_momentum is not None:
+                model_config = dataclasses.replace(model_config, bn_momentum=config.bn_momentum)
+            model = build_model(model_config).to(device)
     model.train()
     # supervised-only: the image decoder is outside the optimizer and never evaluated
     trainable = [

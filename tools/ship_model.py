@@ -49,57 +49,59 @@ def _test_tomograms(data_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 DEPTH_BANDS = 4  # the depth breakdown of the model card: quarters of each test tomogram
+SCORES = ("accuracy", "precision", "recall", "f1", "f1_tolerance_2vx")
 
 
-def evaluate_on_test(predict, data_dir: Path) -> tuple[list[dict], dict, list[dict]]:
-    """Pixel metrics (threshold 0.9) and 2-voxel tolerance metrics per test tomogram.
+def _scores(probability: np.ndarray, truth: np.ndarray) -> dict:
+    """Pixel metrics at the paper's threshold (0.9) and the 2-voxel tolerance F1."""
+    pixel = metrics.pixel_metrics(probability, truth)
+    tolerant = metrics.tolerance_metrics(probability, truth, 2.0)
+    return {**{k: pixel[k] for k in SCORES[:-1]}, "f1_tolerance_2vx": tolerant["f1"]}
 
-    ``predict`` maps raw slices (n, h, w) to membrane probabilities (n, h, w). Also
-    returns the metrics by depth: the test slices pooled over tomograms in
-    :data:`DEPTH_BANDS` bands of z, from the first slice to the last (the cell's
-    caps lie in the outer bands).
+
+def evaluate_on_test(predict, tomograms) -> tuple[list[dict], dict, dict]:
+    """Scores of ``predict`` per test tomogram, their mean, and its probabilities.
+
+    ``predict`` maps raw slices (n, h, w) to membrane probabilities (n, h, w);
+    ``tomograms`` is :func:`_test_tomograms`. The probabilities (name -> (n, h, w)) are
+    returned for :func:`metrics_by_depth`.
     """
-    rows, lengths = [], []
-    bands = [([], [], []) for _ in range(DEPTH_BANDS)]
-    for name, (images, labels) in _test_tomograms(data_dir).items():
-        probability = predict(images)
-        pixel = metrics.pixel_metrics(probability, labels)
-        tolerant = metrics.tolerance_metrics(probability, labels, 2.0)
-        rows.append(
-            {
-                "tomogram": name,
-                "accuracy": pixel["accuracy"],
-                "precision": pixel["precision"],
-                "recall": pixel["recall"],
-                "f1": pixel["f1"],
-                "f1_tolerance_2vx": tolerant["f1"],
-            }
-        )
-        lengths.append(len(images))
+    probabilities = {name: predict(images) for name, (images, _) in tomograms.items()}
+    rows = [
+        {"tomogram": name, **_scores(probabilities[name], labels)}
+        for name, (_, labels) in tomograms.items()
+    ]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in SCORES}
+    return rows, mean, probabilities
+
+
+def metrics_by_depth(probabilities: dict, tomograms) -> list[dict]:
+    """Scores by depth: the test slices pooled over tomograms in :data:`DEPTH_BANDS`
+    bands of z, from the first slice to the last (the cell's caps lie in the outer bands)."""
+    bands = [([], [], set()) for _ in range(DEPTH_BANDS)]
+    lengths = sorted({str(len(images)) for images, _ in tomograms.values()})
+    for name, (images, labels) in tomograms.items():
         edges = np.linspace(0, len(images), DEPTH_BANDS + 1).round().astype(int)
-        for band, (lo, hi) in zip(bands, itertools.pairwise(edges), strict=True):
-            band[0].append(probability[lo:hi])
-            band[1].append(labels[lo:hi])
-            band[2].append((lo, hi))
-    keys = ("accuracy", "precision", "recall", "f1", "f1_tolerance_2vx")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+        for (predicted, truths, spans), (lo, hi) in zip(
+            bands, itertools.pairwise(edges), strict=True
+        ):
+            predicted.append(probabilities[name][lo:hi])
+            truths.append(labels[lo:hi])
+            spans.add(f"{lo}–{hi - 1}")
     by_depth = []
-    for i, (probabilities, truths, spans) in enumerate(bands):
-        probability, truth = np.concatenate(probabilities), np.concatenate(truths)
-        pixel = metrics.pixel_metrics(probability, truth)
+    for i, (predicted, truths, spans) in enumerate(bands):
+        probability, truth = np.concatenate(predicted), np.concatenate(truths)
+        scores = _scores(probability, truth)
         by_depth.append(
             {
                 "band": f"{i + 1} of {DEPTH_BANDS}",
-                "tomogram_slices": ", ".join(sorted({str(n) for n in lengths})),
-                "slices": ", ".join(sorted({f"{lo}–{hi - 1}" for lo, hi in spans})),
+                "tomogram_slices": ", ".join(lengths),
+                "slices": ", ".join(sorted(spans)),
                 "membrane_fraction": float(truth.mean()),
-                "precision": pixel["precision"],
-                "recall": pixel["recall"],
-                "f1": pixel["f1"],
-                "f1_tolerance_2vx": metrics.tolerance_metrics(probability, truth, 2.0)["f1"],
+                **{k: scores[k] for k in SCORES[1:]},
             }
         )
-    return rows, mean, by_depth
+    return by_depth
 
 
 SENSITIVITY_SEEDS = (901, 902)  # cells of the condition-sensitivity table, not in any split
@@ -145,15 +147,9 @@ def condition_sensitivity(model, shape=(64, 256, 256), seeds=SENSITIVITY_SEEDS) 
                 acquisition=dataclasses.replace(Acquisition(), **changes),
             )
             probability = predict_slices(model, sim.tomogram, device="cpu", progress=False)
-            pixel = metrics.pixel_metrics(probability, sim.membranes)
-            tolerant = metrics.tolerance_metrics(probability, sim.membranes, 2.0)
-            scores.append((pixel["precision"], pixel["recall"], pixel["f1"], tolerant["f1"]))
-        mean = np.mean(scores, axis=0)
+            scores.append(_scores(probability, sim.membranes))
         rows.append(
-            {
-                "conditions": name,
-                **dict(zip(("precision", "recall", "f1", "f1_tolerance_2vx"), mean, strict=True)),
-            }
+            {"conditions": name} | {k: float(np.mean([s[k] for s in scores])) for k in SCORES[1:]}
         )
     return rows
 
@@ -162,7 +158,7 @@ def network_predictor(model):
     return lambda images: predict_slices(model, images, device="cpu", progress=False)
 
 
-def compare_methods(data_dir: Path, ablation_run: Path | None, checkpoint: str) -> dict:
+def compare_methods(data_dir: Path, tomograms, ablation_run: Path | None, checkpoint: str) -> dict:
     """Mean test metrics of the supervised-only ablation and the classical baselines.
 
     The baselines (global Otsu threshold; ilastik-style random forest on filter
@@ -183,7 +179,7 @@ def compare_methods(data_dir: Path, ablation_run: Path | None, checkpoint: str) 
     ):
         baseline.fit(list(train.images), list(train.labels))
         methods[name] = baseline.predict_proba
-    return {name: evaluate_on_test(predict, data_dir)[1] for name, predict in methods.items()}
+    return {name: evaluate_on_test(predict, tomograms)[1] for name, predict in methods.items()}
 
 
 def cpu_throughput(model, *, slices: int = 2, repeats: int = 3, shape=(1324, 1284)) -> float:
@@ -377,8 +373,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = load_model(args.run / args.checkpoint)
-    rows, mean, by_depth = evaluate_on_test(network_predictor(model), args.data)
-    others = compare_methods(args.data, args.ablation, args.checkpoint)
+    tomograms = _test_tomograms(args.data)
+    rows, mean, probabilities = evaluate_on_test(network_predictor(model), tomograms)
+    by_depth = metrics_by_depth(probabilities, tomograms)
+    others = compare_methods(args.data, tomograms, args.ablation, args.checkpoint)
     sensitivity = condition_sensitivity(model)
     mpix_s = cpu_throughput(model)
     card = model_card(
