@@ -97,7 +97,7 @@ def _presets(text: str) -> tuple[str, ...]:
 
 def _real_data_folder() -> Path | None:
     """The paper's data set where the harness can use it directly (training layout)."""
-    from sxtquant.fetch import locate
+    from sxtquant.io.fetch import locate
 
     folder = locate("refubium-37222")
     if folder is not None and (folder / "labeled" / "images").is_dir():
@@ -108,8 +108,8 @@ def _real_data_folder() -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from evaluation import harness
-    from sxtquant.errors import InputError
-    from sxtquant.utils import set_quiet
+    from sxtquant.core.errors import InputError
+    from sxtquant.core.progress import set_quiet
 
     if args.verb == "report":
         path = harness.write_report(args.out)

@@ -11,9 +11,9 @@ Side by side on this machine, with the same weights (the paper architecture, m =
   path alone (encoder, neck, label decoder and label head -- the reference has no such
   call of its own, this is the same work as sxtquant's ``forward_label``), eager and
   compiled;
-* sxtquant: :func:`sxtquant.convert.load_keras_weights` in eval mode, and its inference
-  form :func:`sxtquant.model.prepare_for_inference` (on CPU a
-  :class:`sxtquant.fastinfer.FastSXTNet`), both heads and ``forward_label``.
+* sxtquant: :func:`sxtquant.nn.keras.load_keras_weights` in eval mode, and its inference
+  form :func:`sxtquant.nn.inference.prepare_for_inference` (on CPU a
+  :class:`sxtquant.nn.fastform.FastSXTNet`), both heads and ``forward_label``.
 
 Every timed call of one framework is interleaved with the other's, round after round,
 so that both see the same machine load; the speed-ups are medians over rounds of the
@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("needs --tf-python (TensorFlow + tf-keras)")
 
     # sxtquant first: it sets its OpenMP defaults before torch loads, as for a user
-    from sxtquant.convert import load_keras_weights
-    from sxtquant.model import prepare_for_inference
+    from sxtquant.nn.inference import prepare_for_inference
+    from sxtquant.nn.keras import load_keras_weights
 
     # isort: split
     import torch

@@ -8,7 +8,7 @@
    start-up is timed apart).
 2. Memory: an OME-Zarr tomogram several times larger than the memory limit given to
    each worker is segmented block by block on a 2-worker LocalCluster
-   (:func:`sxtquant.blockwise.segment_ome_zarr`); the peak resident memory
+   (:func:`sxtquant.scale.blocks.segment_ome_zarr`); the peak resident memory
    (``VmHWM``) of every worker process and of this (client) process is read at the
    end. The workers' memory target, spill and pause are off and ``terminate`` is at
    95 % of the limit, so the limit is a hard line: a worker above it would be killed
@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sxtquant import batch, blockwise, io
-from sxtquant.commands.segment import SegmentSpec, segment_file
+from sxtquant import io, scale
+from sxtquant.scale.blocks import _output_chunks
+from sxtquant.scale.segmentation import SegmentSpec, segment_file
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_dask.json"
 MB = 1 << 20
@@ -54,7 +55,7 @@ def current_rss_mb() -> float:
 
 def _warm_up() -> float:
     """Load the model in a worker (as its first task would); returns its RSS, MiB."""
-    blockwise.cached_model("default")
+    scale.cached_model("default")
     return current_rss_mb()
 
 
@@ -84,7 +85,8 @@ class RssSampler:
 
 def simulated_volume(shape, seed: int = 0) -> np.ndarray:
     """A cryo-SXT-like volume of ``shape``: one small simulation tiled over it."""
-    from sxtquant.simulate import Acquisition, simulate_tomogram
+    from sxtquant.simulate.tomogram import simulate_tomogram
+    from sxtquant.simulate.tomography import Acquisition
 
     sim = simulate_tomogram((16, 256, 256), 9.8, seed=seed, acquisition=Acquisition())
     reps = [int(np.ceil(n / m)) for n, m in zip(shape, sim.tomogram.shape, strict=True)]
@@ -99,13 +101,13 @@ def throughput(work: Path, n_tomograms: int, shape, workers: tuple[int, ...]) ->
         io.write_volume(folder / f"t{i}.mrc", np.roll(base, 37 * i, axis=1), 9.8)
     paths = sorted(folder.glob("*.mrc"))
     voxels = n_tomograms * int(np.prod(shape))
-    spec = SegmentSpec(model="default", model_identity=batch.model_identity("default"))
+    spec = SegmentSpec(model="default", model_identity=scale.model_identity("default"))
 
     def run(client, name: str) -> dict:
         out = work / name
-        jobs = [batch.Job(str(p), segment_file, (p, out, spec), {"progress": False}) for p in paths]
+        jobs = [scale.Job(str(p), segment_file, (p, out, spec), {"progress": False}) for p in paths]
         start = time.perf_counter()
-        outcomes = batch.run_jobs(jobs, client, echo=False)
+        outcomes = scale.run_jobs(jobs, client, echo=False)
         seconds = time.perf_counter() - start
         assert all(o.status == "ok" for o in outcomes), outcomes
         return {
@@ -122,11 +124,11 @@ def throughput(work: Path, n_tomograms: int, shape, workers: tuple[int, ...]) ->
     import torch
 
     torch.set_num_threads(2)
-    blockwise.cached_model("default")
+    scale.cached_model("default")
     results["in_process_2_threads"] = run(None, "in_process")
     for n in workers:
         start = time.perf_counter()
-        with batch.connect(batch.SchedulerSpec("local", workers=n)) as client:
+        with scale.connect(scale.SchedulerSpec("local", workers=n)) as client:
             client.run(_warm_up)
             startup = time.perf_counter() - start
             entry = run(client, f"workers_{n}")
@@ -143,7 +145,7 @@ def large_volume(work: Path, shape, limit_mb: int, block_slices: int, options: d
     import dask
 
     source = work / "large.ome.zarr"
-    chunk = blockwise._output_chunks(shape, block_slices)
+    chunk = _output_chunks(shape, block_slices)
     array = io.create_ome_zarr(source, shape, np.float32, (9.8,) * 3, chunks=chunk)
     base = simulated_volume((32, shape[1], shape[2]), seed=1)
     for z in range(0, shape[0], 32):  # written 32 slices at a time
@@ -158,15 +160,15 @@ def large_volume(work: Path, shape, limit_mb: int, block_slices: int, options: d
         "distributed.worker.memory.terminate": 0.95,
     }
     with dask.config.set(settings):
-        spec = batch.SchedulerSpec("local", workers=2)
-        with batch.connect(spec, memory_limit=limit_mb * MB) as client:
+        spec = scale.SchedulerSpec("local", workers=2)
+        with scale.connect(spec, memory_limit=limit_mb * MB) as client:
             client.run(_warm_up)
             addresses = sorted(client.scheduler_info()["workers"])
             warm = client.run(current_rss_mb)
             client_start = current_rss_mb()
             start = time.perf_counter()
             with RssSampler() as client_rss:
-                stats = blockwise.segment_ome_zarr(
+                stats = scale.segment_ome_zarr(
                     source,
                     work / "large.probability.ome.zarr",
                     work / "large.mask.ome.zarr",

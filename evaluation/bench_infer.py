@@ -5,7 +5,7 @@ is what segmentation runs), seconds per 256x256 tile for the plain eager network
 and for the inference form (batch norm folded, channels-last, label head only,
 ``torch.inference_mode``), megapixels per second, achieved GFLOP/s and its
 fraction of the measured fp32 matrix-multiply rate (``torch.mm`` on 4096x4096),
-and the end-to-end rate of :func:`sxtquant.infer.predict_slices` on a slice
+and the end-to-end rate of :func:`sxtquant.nn.predict.predict_slices` on a slice
 (tiling overlap included). The weights are random with calibrated batch-norm
 statistics; speed does not depend on their values.
 
@@ -30,14 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sxtquant.infer import predict_slices, reuse_freed_memory
-from sxtquant.model import (
-    PRESETS,
-    build_model,
-    count_parameters,
-    flops_per_tile,
-    prepare_for_inference,
-)
+from sxtquant.core.memory import reuse_freed_memory
+from sxtquant.nn.config import PRESETS
+from sxtquant.nn.inference import prepare_for_inference
+from sxtquant.nn.network import build_model, count_parameters, flops_per_tile
+from sxtquant.nn.predict import predict_slices
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_infer.json"
 

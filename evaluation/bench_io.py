@@ -25,7 +25,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from sxtquant.io import read_volume
+from sxtquant.io.volumes import read_volume
 
 
 def _write_big_mrc(path: Path, shape: tuple[int, int, int]) -> None:

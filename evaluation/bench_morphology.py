@@ -1,4 +1,4 @@
-"""Benchmark and accuracy report of ``sxtquant.morphology.measure_objects`` (no simulator).
+"""Benchmark and accuracy report of ``sxtquant.quantify.morphology.measure_objects`` (no simulator).
 
 Run as a plain script (it is not collected by pytest)::
 
@@ -24,8 +24,9 @@ import time
 
 import numpy as np
 
-from sxtquant.morphology import measure_objects
-from sxtquant.shapes import (
+from sxtquant.core.progress import set_quiet
+from sxtquant.quantify.morphology import measure_objects
+from sxtquant.simulate.shapes import (
     Capsule,
     Cylinder,
     Ellipsoid,
@@ -36,7 +37,6 @@ from sxtquant.shapes import (
     place,
     random_rotation,
 )
-from sxtquant.utils import set_quiet
 
 KINDS = ("sphere", "ellipsoid", "capsule", "cylinder")
 SPACINGS = ((1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 1.3, 1.3), (3.0, 1.0, 1.0))

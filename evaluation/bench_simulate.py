@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from sxtquant import simulate as sim
-    from sxtquant.io import write_json
-    from sxtquant.utils import set_quiet
+    from sxtquant.core.progress import set_quiet
+    from sxtquant.io.files import write_json
 
     set_quiet(True)
     shape = tuple(args.shape)

@@ -9,9 +9,9 @@ builds the evaluation in thin layers over the package's own functions:
    the training layout of :func:`sxtquant.train.load_training_data`);
 2. **methods** -- the two-headed network trained semi-supervised and supervised-only
    (:func:`sxtquant.train.train`, identical settings otherwise), the classical
-   baselines (:mod:`sxtquant.baselines`), all predicting membrane probabilities of
-   the same test slices (:func:`sxtquant.infer.predict_slices` for the networks);
-3. **metrics** -- :mod:`sxtquant.metrics` on arrays, per slice and pooled over the
+   baselines (:mod:`sxtquant.evaluate.baselines`), all predicting membrane probabilities of
+   the same test slices (:func:`sxtquant.nn.predict.predict_slices` for the networks);
+3. **metrics** -- :mod:`sxtquant.evaluate.metrics` on arrays, per slice and pooled over the
    test set (threshold 0.9);
 4. **outputs** -- tidy CSV/JSON tables in the output folder and ``report.md`` with the
    paper's values beside ours (:func:`write_report`).
@@ -30,7 +30,7 @@ Output files (in ``OUT``; every table has a ``data`` column, ``simulated`` or ``
 ``classes.json``                (c) the ``classes`` blocks (mean, SD, per slice) per method
 ``model_sweep.csv``             (d) presets, parameters, FLOPs, metrics or why not run
 ``speed.csv``                   (e) measured throughput and the paper-volume extrapolation
-``filopodia.csv``               (f) every simulated filopodium, measured vs analytic truth
+``quantify.csv``               (f) every simulated filopodium, measured vs analytic truth
 ``filopodia_summary.csv``       (f) population mean ± SD beside the paper's
 ``report.md``                   all of the above, readable
 =============================  ==========================================================
@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 
 from sxtquant import io
-from sxtquant.errors import InputError
-from sxtquant.utils import progress
+from sxtquant.core.errors import InputError
+from sxtquant.core.progress import progress
 
 __all__ = [
     "PAPER",
@@ -173,9 +173,9 @@ class HarnessConfig:
         Slice size for the ``paper`` preset when it is in ``speed_presets`` (a CPU
         is slow on it: a smaller slice, extrapolated by pixel count).
     tile, overlap, batch_size : int
-        Inference settings (:func:`sxtquant.infer.predict_slices`).
+        Inference settings (:func:`sxtquant.nn.predict.predict_slices`).
     forest : dict
-        :class:`sxtquant.baselines.RandomForestBaseline` options.
+        :class:`sxtquant.evaluate.baselines.RandomForestBaseline` options.
     device : {"auto", "cpu", "cuda"}
     threads : int or None
         torch CPU threads (``None``: torch's default).
@@ -208,7 +208,7 @@ class HarnessConfig:
 
     def train_config(self, preset: str, *, supervised_only: bool):
         """The :class:`sxtquant.train.TrainConfig` of one model of this run."""
-        from sxtquant.train import TrainConfig
+        from sxtquant.train.config import TrainConfig
 
         values = {
             "device": self.device,
@@ -301,13 +301,17 @@ def _key(obj) -> str:
 
 
 def _code_key(*modules: str) -> str:
-    """A hash of the source of ``sxtquant`` modules: a cache made by other code is stale."""
+    """A hash of the source of ``sxtquant`` modules or packages (every file of a package):
+    a cache made by other code is stale."""
     import importlib
 
     digest = hashlib.sha256()
     for name in modules:
         module = importlib.import_module(f"sxtquant.{name}")
-        digest.update(Path(module.__file__).read_bytes())
+        source = Path(module.__file__)
+        files = sorted(source.parent.rglob("*.py")) if hasattr(module, "__path__") else [source]
+        for file in files:
+            digest.update(file.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -345,7 +349,7 @@ class Dataset:
 
     def training_data(self):
         """The labelled and unlabelled slices as :class:`sxtquant.train.TrainingData`."""
-        from sxtquant.train import TrainingData
+        from sxtquant.train.data import TrainingData
 
         images = [s for t in self.labeled for s in t.image]
         labels = [s for t in self.labeled for s in t.membranes]
@@ -463,7 +467,7 @@ def real_dataset(folder: str | os.PathLike, *, test_fraction: float = 0.2, seed:
     InputError
         If the folder is not in that layout, or its test slices differ in size.
     """
-    from sxtquant.train import load_training_data, split_slices
+    from sxtquant.train.data import load_training_data, split_slices
 
     data = load_training_data(folder)
     train_idx, test_idx = split_slices(len(data.images), test_fraction, seed)
@@ -512,11 +516,11 @@ def train_network(
         The checkpoint folder (``best/``) and facts about the training (epochs,
         best epoch, validation loss, seconds; ``cached`` when reused).
     """
-    from sxtquant.train import train
+    from sxtquant.train.loop import train
 
     tc = config.train_config(preset, supervised_only=supervised_only)
     kind = "supervised" if supervised_only else "semi"
-    key = _key([tc.to_dict(), dataset.fingerprint(), _code_key("train", "model")])
+    key = _key([tc.to_dict(), dataset.fingerprint(), _code_key("train", "nn")])
     folder = work / "models" / f"{preset}-{kind}-{key}"
     facts_path = folder / "harness.json"
     if facts_path.is_file() and (folder / "best").is_dir():
@@ -538,25 +542,25 @@ def train_network(
 
 
 def _device(config: HarnessConfig):
-    from sxtquant.infer import resolve_device
+    from sxtquant.core.device import resolve_device
 
     return resolve_device(config.device)
 
 
 def network_outputs(model, volume: np.ndarray, config: HarnessConfig, *, quiet: bool = False):
-    """Membrane probabilities (tiled, :func:`sxtquant.infer.predict_slices`) and the image
+    """Membrane probabilities (tiled, :func:`sxtquant.nn.predict.predict_slices`) and the image
     head's reconstruction of the standardised slices (whole slices, for image accuracy).
 
     Returns
     -------
     probability : (Z, Y, X) float32 in [0, 1]
     reconstruction : (Z, Y, X) float32
-        In the standardised intensity space of :func:`sxtquant.model.standardize_slices`.
+        In the standardised intensity space of :func:`sxtquant.nn.network.standardize_slices`.
     """
     import torch
 
-    from sxtquant.infer import predict_slices
-    from sxtquant.model import standardize_slices
+    from sxtquant.nn.network import standardize_slices
+    from sxtquant.nn.predict import predict_slices
 
     device = _device(config)
     probability = predict_slices(
@@ -611,36 +615,36 @@ def score_method(
     Returns
     -------
     summary : dict
-        :func:`sxtquant.metrics.evaluate` of the whole stack (+ ``image_accuracy``).
+        :func:`sxtquant.evaluate.scoring.evaluate` of the whole stack (+ ``image_accuracy``).
     per_slice : DataFrame
-        :func:`sxtquant.metrics.per_slice_metrics` with ``method``, ``tomogram``, ``z``.
+        :func:`sxtquant.evaluate.metrics.per_slice_metrics` with ``method``, ``tomogram``, ``z``.
     classes : DataFrame
-        :func:`sxtquant.metrics.expert_classes` per slice, same identifying columns.
+        :func:`sxtquant.evaluate.classes.expert_classes` per slice, same identifying columns.
     """
-    from sxtquant import metrics
+    from sxtquant import evaluate
 
     truth = _stack(test, "membranes")
     artifacts = _stack(test, "artifacts")
     index = _slice_index(test)
-    summary = metrics.evaluate(probability, truth, artifacts)
+    summary = evaluate.evaluate(probability, truth, artifacts)
     if reconstruction is not None:
         image = np.concatenate([np.asarray(t.image, np.float32) for t in test])
-        from sxtquant.model import standardize_slices
+        from sxtquant.nn.network import standardize_slices
 
-        per_slice_image = metrics.image_accuracy_per_slice(
+        per_slice_image = evaluate.image_accuracy_per_slice(
             reconstruction, standardize_slices(image)
         )
         summary["image_accuracy"] = float(per_slice_image.mean())
     else:
         per_slice_image = None
-    per_slice = metrics.per_slice_metrics(probability, truth)
+    per_slice = evaluate.per_slice_metrics(probability, truth)
     per_slice = per_slice.drop(columns="z")
     per_slice.insert(0, "z", index["z"].to_numpy())
     per_slice.insert(0, "tomogram", index["tomogram"].to_numpy())
     per_slice.insert(0, "method", method)
     per_slice.insert(0, "data", source)
     per_slice["image_accuracy"] = per_slice_image if per_slice_image is not None else math.nan
-    classes = metrics.expert_classes(probability, truth, artifacts)
+    classes = evaluate.expert_classes(probability, truth, artifacts)
     stack_z = classes["z"].to_numpy()
     classes = classes.drop(columns="z")
     classes.insert(0, "z", index["z"].to_numpy()[stack_z])
@@ -697,7 +701,7 @@ def hardware_label(config: HarnessConfig) -> str:
 
 
 def measure_speed(config: HarnessConfig, models: dict[str, Path], *, quiet: bool = False):
-    """Time :func:`sxtquant.infer.predict_slices` per preset and extrapolate to the paper's
+    """Time :func:`sxtquant.nn.predict.predict_slices` per preset and extrapolate to the paper's
     volume (350 slices of 1324x1284) by pixel throughput.
 
     A trained checkpoint is used where ``models`` has one; otherwise the untrained
@@ -705,8 +709,9 @@ def measure_speed(config: HarnessConfig, models: dict[str, Path], *, quiet: bool
     """
     import torch
 
-    from sxtquant.infer import predict_slices
-    from sxtquant.model import build_model, count_parameters, flops_per_pixel, load_model
+    from sxtquant.nn.checkpoint import load_model
+    from sxtquant.nn.network import build_model, count_parameters, flops_per_pixel
+    from sxtquant.nn.predict import predict_slices
 
     device = _device(config)
     label = hardware_label(config)
@@ -764,7 +769,7 @@ def measure_speed(config: HarnessConfig, models: dict[str, Path], *, quiet: bool
 
 def model_sweep(config: HarnessConfig, results: dict[str, dict]) -> pd.DataFrame:
     """(d) One row per preset: size, cost, and the hold-out metrics where it was trained."""
-    from sxtquant.model import build_model, count_parameters, flops_per_pixel
+    from sxtquant.nn.network import build_model, count_parameters, flops_per_pixel
 
     rows = []
     base_flops = flops_per_pixel(config.preset)
@@ -815,26 +820,26 @@ def filopodia_benchmark(bench: Benchmark, work: Path, *, quiet: bool = False):
 
     Phantoms (:func:`sxtquant.simulate.make_phantom`) with many filopodia; every
     filopodium's ground-truth voxels (its label in the phantom, i.e. the part outside
-    the cell body) go through :func:`sxtquant.filopodia.analyze`, and each measured
+    the cell body) go through :func:`sxtquant.quantify.filopodia.analyze`, and each measured
     row is paired with the analytic geometry of the simulator's table.
 
     Returns
     -------
     per_filopodium : DataFrame
         One row per simulated filopodium: ``cell``, ``label``, ``detected`` (kept by
-        :func:`~sxtquant.filopodia.analyze`), the analytic ``true_*`` values and the
+        :func:`~sxtquant.quantify.filopodia.analyze`), the analytic ``true_*`` values and the
         measured columns.
     summary : DataFrame
-        :func:`sxtquant.filopodia.summarize` of the detected ones (paper values beside).
+        :func:`sxtquant.quantify.filopodia.summarize` of the detected ones (paper values beside).
     """
-    from sxtquant import filopodia, simulate
+    from sxtquant import quantify, simulate
 
-    code = _code_key("simulate", "filopodia", "morphology")
+    code = _code_key("simulate", "quantify")
     root = work / "filopodia" / _key([dataclasses.asdict(bench), code])
-    cached = root / "filopodia.csv"
+    cached = root / "quantify.csv"
     if cached.is_file():
         per = pd.read_csv(cached)
-        return per, filopodia.summarize(per[per["detected"]])
+        return per, quantify.summarize(per[per["detected"]])
     v = bench.voxel_size_nm
     rows = []
     for cell in progress(range(bench.filopodia_cells), desc="filopodia cells", unit="cell"):
@@ -850,7 +855,7 @@ def filopodia_benchmark(bench: Benchmark, work: Path, *, quiet: bool = False):
         table = phantom.table
         truth = table[table["class"] == "filopodium"]
         labels = np.where(np.isin(phantom.objects, truth["label"].to_numpy()), phantom.objects, 0)
-        measured, _ = filopodia.analyze(labels.astype(np.uint16), v, kind="labels")
+        measured, _ = quantify.analyze(labels.astype(np.uint16), v, kind="labels")
         measured = measured.set_index("label")
         for _, t in truth.iterrows():
             label = int(t["label"])
@@ -875,7 +880,7 @@ def filopodia_benchmark(bench: Benchmark, work: Path, *, quiet: bool = False):
             rows.append(row)
     per = pd.DataFrame(rows)
     io.write_table(per, cached)
-    return per, filopodia.summarize(per[per["detected"]])
+    return per, quantify.summarize(per[per["detected"]])
 
 
 FILOPODIA_PAIRS = (
@@ -941,22 +946,23 @@ def run(
     dict
         The content of ``run.json``.
     """
-    from sxtquant import utils
+    from sxtquant.core import progress as _progress
 
-    was_quiet = utils.is_quiet()
-    utils.set_quiet(was_quiet or quiet)
+    was_quiet = _progress.is_quiet()
+    _progress.set_quiet(was_quiet or quiet)
     try:
         return _run(config, out, data=data, cache=cache, quiet=quiet)
     finally:
-        utils.set_quiet(was_quiet)
+        _progress.set_quiet(was_quiet)
 
 
 def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
     import torch
 
     from sxtquant import __version__
-    from sxtquant.baselines import OtsuBaseline, RandomForestBaseline
-    from sxtquant.model import count_parameters, load_model
+    from sxtquant.evaluate.baselines import OtsuBaseline, RandomForestBaseline
+    from sxtquant.nn.checkpoint import load_model
+    from sxtquant.nn.network import count_parameters
 
     if config.threads:
         torch.set_num_threads(int(config.threads))
@@ -1084,7 +1090,7 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
     )
     io.write_table(sweep_table, out / "model_sweep.csv")
     io.write_table(speed, out / "speed.csv")
-    io.write_table(filo, out / "filopodia.csv")
+    io.write_table(filo, out / "quantify.csv")
     io.write_table(filo_summary, out / "filopodia_summary.csv")
     io.write_table(filo_err, out / "filopodia_errors.csv")
     timings["total"] = time.perf_counter() - started
@@ -1169,7 +1175,7 @@ def write_report(out: str | os.PathLike) -> Path:
     speed = pd.read_csv(out / "speed.csv")
     filo_summary = pd.read_csv(out / "filopodia_summary.csv")
     filo_err = pd.read_csv(out / "filopodia_errors.csv")
-    filo = pd.read_csv(out / "filopodia.csv")
+    filo = pd.read_csv(out / "quantify.csv")
     config = record["config"]
     hw = record["hardware"]
     gain = record["semi_vs_supervised"]["precision"]
@@ -1316,7 +1322,7 @@ def write_report(out: str | os.PathLike) -> Path:
     lines += [
         "## (e) Segmentation speed",
         "",
-        "Measured with `sxtquant.infer.predict_slices` (tile "
+        "Measured with `sxtquant.nn.predict.predict_slices` (tile "
         f"{config['tile']}, overlap {config['overlap']}, batch {config['batch_size']}) on "
         "the hardware named in the table; `paper_volume_seconds` extrapolates the measured "
         "pixel throughput to the paper's volume (350 slices of 1324×1284). Paper: < 300 s on "
@@ -1334,9 +1340,9 @@ def write_report(out: str | os.PathLike) -> Path:
         "## (f) Filopodia morphology (Fig. 3B) on simulated filopodia (simulated)",
         "",
         f"{n_total} simulated filopodia ({config['benchmark']['filopodia_cells']} phantom "
-        f"cells); {n_found} found and measured by `sxtquant.filopodia.analyze` from their "
+        f"cells); {n_found} found and measured by `sxtquant.quantify.filopodia.analyze` from their "
         "ground-truth voxels. Measured against the simulator's analytic geometry "
-        "(`filopodia.csv` has every filopodium, measured beside true):",
+        "(`quantify.csv` has every filopodium, measured beside true):",
         "",
         markdown_table(filo_err),
         "",

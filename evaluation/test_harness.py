@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from evaluation import harness
-from sxtquant.metrics import CLASS_KEYS
+from sxtquant.evaluate.metrics import CLASS_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +77,7 @@ def test_every_output_is_written_and_labelled_simulated(quick_run):
 
 
 def test_test_conditions_were_never_trained_on(quick_run):
-    from sxtquant.simulate import TRAINING_RANGES
+    from sxtquant.simulate.conditions import TRAINING_RANGES
 
     _, record = quick_run
     for conditions in record["test_conditions"]:
@@ -278,7 +278,7 @@ def _real_data() -> Path | None:
 def test_real_data_holdout(tmp_path_factory):
     folder = _real_data()
     if folder is None:
-        from sxtquant.fetch import data_dir
+        from sxtquant.io.fetch import data_dir
 
         pytest.skip(
             "the paper's data (refubium-37222, doi 10.17169/refubium-37222) is not present "

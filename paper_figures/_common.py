@@ -65,7 +65,7 @@ def new_figure(width: float, height: float, *, rows: int = 1, cols: int = 1):
 
 def save(fig, folder: Path, stem: str) -> list[Path]:
     """PNG and PDF of ``fig`` through :func:`sxtquant.io.save_figure`."""
-    from sxtquant.io import save_figure
+    from sxtquant.io.files import save_figure
 
     return [save_figure(fig, folder / f"{stem}.{suffix}", dpi=150) for suffix in ("png", "pdf")]
 

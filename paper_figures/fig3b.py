@@ -75,7 +75,7 @@ def make(results=None, out=None) -> list[Path]:
     axes[0, 3].text(
         0.0,
         0.5,
-        "Dots: simulated filopodia,\nmeasured by sxtquant.filopodia.\n"
+        "Dots: simulated filopodia,\nmeasured by sxtquant.quantify.filopodia.\n"
         "Black: their mean ± SD.\nGrey: the paper's mean ± SD\n(59 real filopodia).",
         transform=axes[0, 3].transAxes,
         va="center",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sxtquant.baselines import (
+from sxtquant.evaluate.baselines import (
     FEATURES_PER_SIGMA,
     OtsuBaseline,
     RandomForestBaseline,
     feature_names,
     filter_features,
 )
-from sxtquant.metrics import pixel_metrics
+from sxtquant.evaluate.metrics import pixel_metrics
 
 
 def _column(name: str, sigma: float, sigmas) -> int:

@@ -1,4 +1,4 @@
-"""Batches of tomograms (sxtquant.batch): inputs, schedulers, a LocalCluster of 2 worker
+"""Batches of tomograms (sxtquant.scale.batch): inputs, schedulers, a LocalCluster of 2 worker
 processes giving the in-process results, failures reported, killed workers retried,
 reruns that skip what is up to date."""
 
@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sxtquant import batch, io
-from sxtquant.commands.quantify import QuantifySpec, quantify_job
-from sxtquant.commands.segment import SegmentSpec, segment_file
-from sxtquant.errors import InputError
-from sxtquant.morphology import COLUMNS
+from sxtquant import io, scale
+from sxtquant.core.errors import InputError
+from sxtquant.quantify.morphology import COLUMNS
+from sxtquant.scale.measurement import QuantifySpec, quantify_job
+from sxtquant.scale.segmentation import SegmentSpec, segment_file
 from tests.conftest import assert_user_error
 
 distributed = pytest.importorskip("distributed")
@@ -41,23 +41,23 @@ def test_expand_inputs(tmp_path):
     for z in range(3):
         io.write_volume(slices / f"s{z}.tif", np.zeros((1, 4, 4), np.uint8))
 
-    found = batch.expand_inputs([folder])
+    found = scale.expand_inputs([folder])
     assert [p.name for p in found.paths] == [
         "t1.mask.tif", "t1.probability.tif", "t2.mrc", "t3.ome.zarr", "t10.mrc",
     ]  # fmt: skip
     assert found.expanded and found.collection
-    masks = batch.expand_inputs([folder], skip=(".probability",))
+    masks = scale.expand_inputs([folder], skip=(".probability",))
     assert "t1.probability.tif" not in [p.name for p in masks.paths]
-    pattern = batch.expand_inputs([str(folder / "t*.mrc"), folder / "t2.mrc"])
+    pattern = scale.expand_inputs([str(folder / "t*.mrc"), folder / "t2.mrc"])
     assert [p.name for p in pattern.paths] == ["t2.mrc", "t10.mrc"]  # no duplicate
-    one = batch.expand_inputs([folder / "t2.mrc"])
+    one = scale.expand_inputs([folder / "t2.mrc"])
     assert one.paths == (folder / "t2.mrc",) and not one.collection
-    assert batch.expand_inputs([slices]).paths == (slices,)
-    assert batch.expand_inputs([folder / "t3.ome.zarr"]).paths == (folder / "t3.ome.zarr",)
+    assert scale.expand_inputs([slices]).paths == (slices,)
+    assert scale.expand_inputs([folder / "t3.ome.zarr"]).paths == (folder / "t3.ome.zarr",)
     with pytest.raises(InputError, match="no such file"):
-        batch.expand_inputs([folder / "absent.mrc"])
+        scale.expand_inputs([folder / "absent.mrc"])
     with pytest.raises(InputError, match="matches no volume"):
-        batch.expand_inputs([str(folder / "*.rec")])
+        scale.expand_inputs([str(folder / "*.rec")])
 
 
 @pytest.mark.parametrize(
@@ -72,14 +72,14 @@ def test_expand_inputs(tmp_path):
     ],
 )
 def test_parse_scheduler(text, kind, workers, address):
-    spec = batch.parse_scheduler(text)
+    spec = scale.parse_scheduler(text)
     assert (spec.kind, spec.workers, spec.address) == (kind, workers, address)
 
 
 @pytest.mark.parametrize("text", ["local:0", "locale", "tcp://host", "10.0.0.1:8786", "x.json"])
 def test_bad_scheduler_is_refused(text):
     with pytest.raises(InputError, match="--scheduler"):
-        batch.parse_scheduler(text)
+        scale.parse_scheduler(text)
 
 
 # --------------------------------------------------------------------------- data
@@ -88,7 +88,8 @@ def test_bad_scheduler_is_refused(text):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Three simulated tomograms (8 x 96 x 96, 9.8 nm) and a corrupt file, in one folder."""
-    from sxtquant.simulate import Acquisition, simulate_tomogram
+    from sxtquant.simulate.tomogram import simulate_tomogram
+    from sxtquant.simulate.tomography import Acquisition
 
     folder = tmp_path_factory.mktemp("session")
     sim = simulate_tomogram((24, 96, 96), VOXEL, seed=5, acquisition=Acquisition(sirt_iterations=4))
@@ -102,18 +103,18 @@ def inputs(tmp_path_factory):
 def spec(inputs):
     """The shipped model, with a threshold that puts about 10 % of t1 in the mask whatever
     that model makes of these small simulations: masks worth comparing."""
-    from sxtquant.blockwise import cached_model
-    from sxtquant.infer import predict_slices
+    from sxtquant.nn.predict import predict_slices
+    from sxtquant.scale.blocks import cached_model
 
     probability = predict_slices(cached_model("default"), io.read_volume(inputs / "t1.mrc").data)
     threshold = round(float(np.quantile(probability, 0.9)), 4)
-    identity = batch.model_identity("default")
+    identity = scale.model_identity("default")
     return SegmentSpec(model="default", model_identity=identity, threshold=threshold)
 
 
 def segment_jobs(folder: Path, out: Path, spec, names=STEMS, func=segment_file, extra=()):
     return [
-        batch.Job(str(folder / f"{n}.mrc"), func, (*extra, folder / f"{n}.mrc", out, spec))
+        scale.Job(str(folder / f"{n}.mrc"), func, (*extra, folder / f"{n}.mrc", out, spec))
         for n in names
     ]
 
@@ -122,10 +123,10 @@ def segment_jobs(folder: Path, out: Path, spec, names=STEMS, func=segment_file, 
 def reference(inputs, spec, tmp_path_factory):
     """The in-process run: segment the three tomograms, then quantify their masks."""
     out = tmp_path_factory.mktemp("in_process")
-    outcomes = batch.run_jobs(segment_jobs(inputs, out, spec), echo=False)
+    outcomes = scale.run_jobs(segment_jobs(inputs, out, spec), echo=False)
     assert [o.status for o in outcomes] == ["ok"] * 3
     masks = [out / f"{n}.mask.tif" for n in STEMS]
-    tables = batch.run_jobs([batch.Job(str(m), quantify_job, (m, QuantifySpec())) for m in masks])
+    tables = scale.run_jobs([scale.Job(str(m), quantify_job, (m, QuantifySpec())) for m in masks])
     table = pd.concat([o.result.value["table"] for o in tables], ignore_index=True)
     return out, table
 
@@ -157,7 +158,7 @@ def cluster_run(inputs, spec, client, tmp_path_factory):
     """The three tomograms and the corrupt file segmented on the cluster."""
     out = tmp_path_factory.mktemp("cluster")
     jobs = segment_jobs(inputs, out, spec, names=("t1", "corrupt", "t2", "t3"))
-    return out, batch.run_jobs(jobs, client, echo=False)
+    return out, scale.run_jobs(jobs, client, echo=False)
 
 
 # --------------------------------------------------------------------------- on a cluster
@@ -172,8 +173,8 @@ def test_cluster_gives_the_in_process_results(cluster_run, reference, client):
     assert 0.01 < (mask == 255).mean() < 0.5  # there is something to compare
 
     masks = [out / f"{n}.mask.tif" for n in STEMS]
-    jobs = [batch.Job(str(m), quantify_job, (m, QuantifySpec())) for m in masks]
-    tables = batch.run_jobs(jobs, client, echo=False)
+    jobs = [scale.Job(str(m), quantify_job, (m, QuantifySpec())) for m in masks]
+    tables = scale.run_jobs(jobs, client, echo=False)
     table = pd.concat([o.result.value["table"] for o in tables], ignore_index=True)
     assert list(table.columns) == ["tomogram", *COLUMNS, *batch_columns()]
     assert sorted(set(table["tomogram"])) == list(STEMS)
@@ -183,7 +184,7 @@ def test_cluster_gives_the_in_process_results(cluster_run, reference, client):
 
 
 def batch_columns():
-    from sxtquant.commands.quantify import TIDY_COLUMNS
+    from sxtquant.cli.quantify import TIDY_COLUMNS
 
     return TIDY_COLUMNS
 
@@ -197,9 +198,9 @@ def test_a_corrupt_file_is_reported_and_the_others_complete(cluster_run, tmp_pat
         assert (out / f"{stem}.mask.tif").is_file() and (out / f"{stem}.sxtquant.json").is_file()
     assert not (out / "corrupt.mask.tif").exists()
 
-    code = batch.report(outcomes, tmp_path / batch.SUMMARY_FILE)
+    code = scale.report(outcomes, tmp_path / scale.SUMMARY_FILE)
     assert code == 1
-    summary = pd.read_csv(tmp_path / batch.SUMMARY_FILE)
+    summary = pd.read_csv(tmp_path / scale.SUMMARY_FILE)
     assert list(summary.columns) == ["input", "status", "error", "seconds"]
     assert summary["status"].tolist() == ["ok", "failed", "ok", "ok"]
     assert (summary["seconds"] >= 0).all()
@@ -219,7 +220,7 @@ def _segment_or_die(marker: Path, *args, **kwargs):
 def test_a_killed_worker_still_gives_complete_results(inputs, spec, client, reference, tmp_path):
     marker = tmp_path / "killed-once"
     jobs = segment_jobs(inputs, tmp_path, spec, func=_segment_or_die, extra=(marker,))
-    outcomes = batch.run_jobs(jobs, client, echo=False)
+    outcomes = scale.run_jobs(jobs, client, echo=False)
     assert marker.exists()  # a worker did die
     assert [o.status for o in outcomes] == ["ok"] * 3
     assert_same_outputs(tmp_path, reference[0])
@@ -236,7 +237,7 @@ def test_rerun_skips_what_is_up_to_date_and_redoes_the_rest(
     shutil.copytree(inputs, src)
     shutil.copytree(cluster_run[0], out)  # records name outputs relative to their folder
     before = _mtimes(out)
-    outcomes = batch.run_jobs(segment_jobs(src, out, spec), client, echo=False)
+    outcomes = scale.run_jobs(segment_jobs(src, out, spec), client, echo=False)
     assert [o.status for o in outcomes] == ["skipped"] * 3
     assert _mtimes(out) == before  # nothing written, not even the records
 
@@ -244,7 +245,7 @@ def test_rerun_skips_what_is_up_to_date_and_redoes_the_rest(
     data = np.asarray(io.read_volume(src / "t2.mrc").data)
     io.write_volume(src / "t2.mrc", data[::-1].copy(), VOXEL)
     (out / "t3.mask.tif").unlink()
-    outcomes = batch.run_jobs(segment_jobs(src, out, spec), client, echo=False)
+    outcomes = scale.run_jobs(segment_jobs(src, out, spec), client, echo=False)
     assert [o.status for o in outcomes] == ["skipped", "ok", "ok"]
     after = _mtimes(out)
     assert after["t1.mask.tif"] == before["t1.mask.tif"]
@@ -253,7 +254,7 @@ def test_rerun_skips_what_is_up_to_date_and_redoes_the_rest(
     first = np.asarray(io.read_volume(cluster_run[0] / "t2.probability.tif").data)
     np.testing.assert_array_equal(redone, first[::-1])  # slice-wise network, slices reversed
     stricter = SegmentSpec(**{**spec.__dict__, "threshold": 0.95})
-    outcomes = batch.run_jobs(segment_jobs(src, out, stricter, names=("t1",)), echo=False)
+    outcomes = scale.run_jobs(segment_jobs(src, out, stricter, names=("t1",)), echo=False)
     assert outcomes[0].status == "ok"
 
 
@@ -268,7 +269,7 @@ def test_cli_batch_on_a_local_cluster(run_cli, inputs, spec, reference, tmp_path
     )
     assert result.returncode == 1, result.stderr  # the corrupt file failed
     assert "1 of 4 inputs failed" in result.stderr and "Traceback" not in result.stderr
-    summary = pd.read_csv(out / batch.SUMMARY_FILE)
+    summary = pd.read_csv(out / scale.SUMMARY_FILE)
     names = summary["input"].map(lambda p: Path(p).name)
     statuses = dict(zip(names, summary["status"], strict=True))
     assert statuses == {"corrupt.mrc": "failed", "t1.mrc": "ok", "t2.mrc": "ok", "t3.mrc": "ok"}

@@ -1,4 +1,4 @@
-"""Block-by-block processing of large tomograms (sxtquant.blockwise): the same results as
+"""Block-by-block processing of large tomograms (sxtquant.scale.blocks): the same results as
 processing the whole volume, objects crossing block borders included."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sxtquant import blockwise, io
-from sxtquant.morphology import measure_objects
-from sxtquant.objects import connected_components, objects_from_mask
-from sxtquant.postprocess import smooth_z
-from sxtquant.shapes import Capsule, Sphere, digitize, paint
+from sxtquant import io, scale
+from sxtquant.quantify.morphology import measure_objects
+from sxtquant.quantify.objects import connected_components, objects_from_mask
+from sxtquant.quantify.postprocess import smooth_z
+from sxtquant.simulate.shapes import Capsule, Sphere, digitize, paint
 from tests.conftest import assert_user_error
 
 da = pytest.importorskip("dask.array")
@@ -59,10 +59,8 @@ def diagonal_pair() -> np.ndarray:
 def test_components_across_blocks_equal_whole_volume(block_slices, connectivity):
     mask = phantom() > 0
     blocks = da.from_array(mask, chunks=(block_slices, 22, 48))  # y is cut too: made whole
-    plan = blockwise.plan_objects(
-        blocks, is_labels=False, connectivity=connectivity, progress=False
-    )
-    labels = blockwise.label_blocks(blocks, plan).compute(scheduler="synchronous")
+    plan = scale.plan_objects(blocks, is_labels=False, connectivity=connectivity, progress=False)
+    labels = scale.label_blocks(blocks, plan).compute(scheduler="synchronous")
     expected = connected_components(mask, connectivity=connectivity)
     np.testing.assert_array_equal(labels, expected)
     assert labels.dtype == expected.dtype
@@ -74,8 +72,8 @@ def test_components_across_blocks_equal_whole_volume(block_slices, connectivity)
 def test_connectivity_across_a_face(connectivity, objects):
     mask = diagonal_pair()
     blocks = da.from_array(mask, chunks=(5, 8, 8))
-    plan = blockwise.plan_objects(blocks, connectivity=connectivity, progress=False)
-    labels = blockwise.label_blocks(blocks, plan).compute(scheduler="synchronous")
+    plan = scale.plan_objects(blocks, connectivity=connectivity, progress=False)
+    labels = scale.label_blocks(blocks, plan).compute(scheduler="synchronous")
     assert plan.n_objects == objects
     np.testing.assert_array_equal(labels, connected_components(mask, connectivity=connectivity))
 
@@ -86,11 +84,11 @@ def test_filters_and_numbering_equal_objects_from_mask(min_voxels, exclude_borde
     labels = phantom()
     data = labels > 0 if kind == "mask" else np.where(labels > 0, 800 - 90 * labels, 0)
     blocks = da.from_array(data, chunks=(7, 44, 48))
-    plan = blockwise.plan_objects(
+    plan = scale.plan_objects(
         blocks, min_voxels=min_voxels, exclude_border=exclude_border, progress=False
     )  # kind found from the values: more than two distinct ones are labels
     assert plan.is_labels == (kind == "labels")
-    result = blockwise.label_blocks(blocks, plan).compute(scheduler="synchronous")
+    result = scale.label_blocks(blocks, plan).compute(scheduler="synchronous")
     expected = objects_from_mask(
         data, VOXEL, min_voxels=min_voxels, exclude_border_objects=exclude_border
     )
@@ -104,9 +102,9 @@ def test_table_from_blocks_equals_whole_volume(tmp_path):
     whole volume: same rows, columns, dtypes and values to the last bit."""
     mask = phantom() > 0
     source = io.write_volume(tmp_path / "cell.mask.ome.zarr", io.mask_to_uint8(mask), VOXEL)
-    blocks, voxel = blockwise.open_blocks(source, block_slices=7)
+    blocks, voxel = scale.open_blocks(source, block_slices=7)
     assert voxel == pytest.approx(VOXEL)
-    table, plan = blockwise.quantify_blocks(
+    table, plan = scale.quantify_blocks(
         blocks, voxel, tmp_path / "labels.ome.zarr", min_voxels=2, progress=False
     )
     whole = objects_from_mask(mask, VOXEL, min_voxels=2)
@@ -125,26 +123,27 @@ def test_smoothing_in_blocks_equals_whole(rng):
     prob = rng.random((23, 9, 11)).astype(np.float32)
     for radius in (1, 2, 4):
         blocks = da.from_array(prob, chunks=(5, 9, 11))
-        smoothed = blockwise.smooth_z_blocks(blocks, radius).compute(scheduler="synchronous")
+        smoothed = scale.smooth_z_blocks(blocks, radius).compute(scheduler="synchronous")
         np.testing.assert_array_equal(smoothed, smooth_z(prob, radius))
-        streamed = np.stack(list(blockwise.iter_mask_slices(prob, 0.5, z_radius=radius,
+        streamed = np.stack(list(scale.iter_mask_slices(prob, 0.5, z_radius=radius,
                                                             block_slices=4)))  # fmt: skip
         np.testing.assert_array_equal(streamed, smooth_z(prob, radius) > np.float32(0.5))
 
 
 def test_tiff_written_slice_by_slice_is_the_same_file(tmp_path, rng):
     data = rng.random((4, 9, 7)).astype(np.float32)
-    a = blockwise.write_tiff_slices(tmp_path / "a.tif", iter(data), data.shape, np.float32, VOXEL)
+    a = scale.write_tiff_slices(tmp_path / "a.tif", iter(data), data.shape, np.float32, VOXEL)
     b = io.write_volume(tmp_path / "b.tif", data, VOXEL)
     assert a.read_bytes() == b.read_bytes()
     with pytest.raises(ValueError, match="expected 4"):
-        blockwise.write_tiff_slices(tmp_path / "c.tif", iter(data[:3]), data.shape, np.float32)
+        scale.write_tiff_slices(tmp_path / "c.tif", iter(data[:3]), data.shape, np.float32)
     assert not (tmp_path / "c.tif").exists()
 
 
 @pytest.fixture(scope="module")
 def tomogram():
-    from sxtquant.simulate import Acquisition, simulate_tomogram
+    from sxtquant.simulate.tomogram import simulate_tomogram
+    from sxtquant.simulate.tomography import Acquisition
 
     sim = simulate_tomogram((8, 96, 96), 9.8, seed=3, acquisition=Acquisition(sirt_iterations=4))
     return sim.tomogram
@@ -171,17 +170,15 @@ def test_segmentation_in_blocks_equals_whole(tmp_path, tomogram, one_thread):
     """Blocks of 4 slices of 96 x 96 (one tile each) fill the network's batches of 4 tiles
     exactly as the whole volume does: the same probability to the last bit. Blocks of 5
     batch some tiles differently, which changes float32 rounding only."""
-    from sxtquant.infer import predict_slices
+    from sxtquant.nn.predict import predict_slices
 
     source = io.write_volume(tmp_path / "cell.ome.zarr", tomogram, 9.8)
-    expected = predict_slices(
-        blockwise.cached_model("default"), tomogram, batch_size=4, progress=False
-    )
+    expected = predict_slices(scale.cached_model("default"), tomogram, batch_size=4, progress=False)
     threshold = mask_threshold(expected)
     for block_slices, z_radius in ((4, 0), (4, 2), (5, 0)):
         prob_path = tmp_path / f"p{block_slices}{z_radius}.ome.zarr"
         mask_path = tmp_path / f"m{block_slices}{z_radius}.ome.zarr"
-        stats = blockwise.segment_ome_zarr(
+        stats = scale.segment_ome_zarr(
             source, prob_path, mask_path, "default", block_slices=block_slices,
             z_radius=z_radius, batch_size=4, threshold=threshold, progress=False,
         )  # fmt: skip
@@ -204,9 +201,9 @@ def test_cli_zarr_in_blocks_gives_the_same_mask_and_table(run_cli, tmp_path, tom
     OME-Zarr out): the same mask; `quantify` of both masks: the same table."""
     io.write_volume(tmp_path / "in" / "cell.mrc", tomogram, 9.8)
     io.write_volume(tmp_path / "in" / "cellz.ome.zarr", tomogram, 9.8)
-    from sxtquant.infer import predict_slices
+    from sxtquant.nn.predict import predict_slices
 
-    threshold = mask_threshold(predict_slices(blockwise.cached_model("default"), tomogram))
+    threshold = mask_threshold(predict_slices(scale.cached_model("default"), tomogram))
     out = tmp_path / "seg"
     result = run_cli(
         "segment", tmp_path / "in" / "cell.mrc", tmp_path / "in" / "cellz.ome.zarr",

@@ -1,4 +1,4 @@
-"""Import of the reference implementation's Keras weights (sxtquant.convert, `convert` verb).
+"""Import of the reference implementation's Keras weights (sxtquant.nn.keras, `convert` verb).
 
 The fixtures in tests/fixtures/keras were written by the reference implementation
 itself (TensorFlow, tools/make_keras_fixtures.py): the reference network at width
@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from sxtquant.convert import infer_config, keras_weight_map, load_keras_weights, sha256_of
-from sxtquant.errors import InputError
-from sxtquant.model import ModelConfig, count_parameters, load_model
+from sxtquant.core.errors import InputError
+from sxtquant.nn.checkpoint import load_model
+from sxtquant.nn.config import ModelConfig
+from sxtquant.nn.keras import infer_config, keras_weight_map, load_keras_weights, sha256_of
+from sxtquant.nn.network import count_parameters
 from tests.conftest import assert_user_error
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
@@ -272,7 +274,7 @@ def test_paper_network_reproduces_reference_outputs(tmp_path):
 
 def test_segment_with_converted_model_matches_reference_label(run_cli, tmp_path, reference):
     """convert, then segment: one 64x64 tile per slice, so probability = (tanh + 1) / 2 exactly."""
-    from sxtquant.io import read_volume, write_volume
+    from sxtquant.io.volumes import read_volume, write_volume
 
     model_dir = tmp_path / "model"
     assert run_cli("convert", TINY_H5, "-o", model_dir, "--preset", "auto").returncode == 0

@@ -11,20 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sxtquant.report import (
+from sxtquant.evaluate.matching import match_filopodia, matching_summary
+from sxtquant.report.figures import (
     COLORS,
-    Section,
     comparison_masks,
     crop_figure,
-    html_figure,
-    html_page,
-    html_table,
-    match_filopodia,
-    matching_summary,
     measured_vs_true_figure,
     overlay_rgb,
     slice_overlay_figure,
 )
+from sxtquant.report.html import Section, html_figure, html_page, html_table
 from tests.conftest import assert_user_error
 
 # --------------------------------------------------------------------------- overlays
@@ -232,7 +228,8 @@ def random_model(tmp_path_factory):
     """A randomly initialised tiny checkpoint: the pipeline must run with any model."""
     import torch
 
-    from sxtquant.model import build_model, save_checkpoint
+    from sxtquant.nn.checkpoint import save_checkpoint
+    from sxtquant.nn.network import build_model
 
     torch.manual_seed(0)
     return save_checkpoint(build_model("tiny"), tmp_path_factory.mktemp("model") / "tiny")
@@ -337,10 +334,9 @@ def test_demo_downstream_of_a_perfect_network_recovers_the_filopodia(
 ):
     """With the true membranes as the network's output, every simulated filopodium is
     found and measured within a few percent of its analytic geometry."""
-    import sxtquant.infer
-    from sxtquant.cli import main
-    from sxtquant.commands import demo
-    from sxtquant.utils import set_quiet
+    import sxtquant.nn.predict
+    from sxtquant.cli import demo, main
+    from sxtquant.core.progress import set_quiet
 
     sims = []
     simulate = demo._simulate
@@ -353,7 +349,7 @@ def test_demo_downstream_of_a_perfect_network_recovers_the_filopodia(
         return np.where(sims[-1].membranes, np.float32(0.95), np.float32(0.02))
 
     monkeypatch.setattr(demo, "_simulate", remember)
-    monkeypatch.setattr(sxtquant.infer, "predict_volume", oracle)
+    monkeypatch.setattr(sxtquant.nn.predict, "predict_volume", oracle)
     out = tmp_path / "demo"
     argv = ["demo", "-o", str(out), "--model", str(random_model), "--quiet"]
     try:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sxtquant.io import write_volume
+from sxtquant.io.volumes import write_volume
 from tests.conftest import assert_user_error
 
 

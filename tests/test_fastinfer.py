@@ -1,4 +1,4 @@
-"""The CPU inference form (sxtquant.fastinfer): same outputs as the eval-mode network.
+"""The CPU inference form (sxtquant.nn.fastform): same outputs as the eval-mode network.
 
 Every rewrite in FastSXTNet is exact arithmetic (up to float32 rounding): folded batch
 norms, sub-pixel transposed convolutions, collapsed linear heads, single-channel
@@ -20,22 +20,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sxtquant import fastinfer
-from sxtquant.convert import load_keras_weights
-from sxtquant.fastinfer import FastSXTNet, _collapse, _ConvToOne, _Lin, _SubPixelConvTranspose
-from sxtquant.model import (
-    ModelConfig,
-    SameConvTranspose2d,
-    SXTNet,
-    build_model,
-    count_parameters,
-    prepare_for_inference,
-)
+from sxtquant.core import memory
+from sxtquant.nn import fastform
+from sxtquant.nn.config import ModelConfig
+from sxtquant.nn.fastform import FastSXTNet, _collapse, _ConvToOne, _Lin, _SubPixelConvTranspose
+from sxtquant.nn.inference import prepare_for_inference
+from sxtquant.nn.keras import load_keras_weights
+from sxtquant.nn.layers import SameConvTranspose2d
+from sxtquant.nn.network import SXTNet, build_model, count_parameters
 from tests.test_model import calibrated as _calibrated
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
 CL = torch.channels_last
-ONEDNN = [True, False] if fastinfer.onednn_available() else [False]
+ONEDNN = [True, False] if fastform.onednn_available() else [False]
 
 
 @functools.cache
@@ -181,7 +178,7 @@ def test_prepare_for_inference_gives_the_fast_form_on_cpu_and_leaves_the_model()
     model = _calibrated(ModelConfig(width=8), seed=6).train()
     before = copy.deepcopy(model.state_dict())
     fast = prepare_for_inference(model)
-    if fastinfer.onednn_available():
+    if fastform.onednn_available():
         assert isinstance(fast, FastSXTNet)
     assert isinstance(fast, SXTNet)  # so that infer.py runs forward_label
     assert model.training and count_parameters(model) == count_parameters(build_model("tiny"))
@@ -215,26 +212,26 @@ def test_fast_form_of_the_converted_reference_reproduces_its_outputs(case):
 def test_memory_is_kept_while_a_fast_network_lives(monkeypatch):
     # a Dask LocalCluster started earlier in the session leaves MALLOC_TRIM_THRESHOLD_ in
     # os.environ, and fastinfer leaves a user's malloc settings alone
-    for name in fastinfer._MALLOC_ENV:
+    for name in memory._MALLOC_ENV:
         monkeypatch.delenv(name, raising=False)
     trims = []
-    monkeypatch.setattr(fastinfer, "_trim_memory", lambda: trims.append(1))
-    start = fastinfer._holders
+    monkeypatch.setattr(fastform, "trim_memory", lambda: trims.append(1))
+    start = memory._holders
     fast = FastSXTNet(calibrated(ModelConfig(width=4), seed=8))
-    assert fastinfer._holders == start  # nothing before the first pass
+    assert memory._holders == start  # nothing before the first pass
     small = torch.zeros(1, 1, 16, 16).contiguous(memory_format=CL)
     with torch.inference_mode():
         fast(small)
         fast.forward_label(small)
-        assert fastinfer._holders == start + 1 and not trims
+        assert memory._holders == start + 1 and not trims
         fast(torch.zeros(2, 1, 16, 16).contiguous(memory_format=CL))  # another shape:
     assert len(trims) == 1  # the heap is given back first
     copied = copy.deepcopy(fast)
-    assert fastinfer._holders == start + 1
+    assert memory._holders == start + 1
     del fast, copied
     gc.collect()
-    assert fastinfer._holders == start
+    assert memory._holders == start
     kept = FastSXTNet(calibrated(ModelConfig(width=4), seed=8), keep_memory=False)
     with torch.inference_mode():
         kept(small)
-    assert fastinfer._holders == start
+    assert memory._holders == start

@@ -1,4 +1,4 @@
-"""`sxtquant fetch` and sxtquant.fetch against a local HTTP server on 127.0.0.1 only.
+"""`sxtquant fetch` and sxtquant.io.fetch against a local HTTP server on 127.0.0.1 only.
 
 The server serves one file from memory, honours ``Range: bytes=N-`` requests, and
 can drop the connection after a number of bytes on its first request (an
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sxtquant import fetch
-from sxtquant.errors import InputError
+from sxtquant.core.errors import InputError
+from sxtquant.io import fetch
 from tests.conftest import assert_user_error
 
 PAYLOAD = bytes(range(256)) * 1024 + b"the end"  # 262 151 bytes

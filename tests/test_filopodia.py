@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sxtquant.filopodia import (
+from sxtquant.quantify.filopodia import (
     FIG3B,
     analyze,
     capsule_radius,
     centreline,
     find_filopodia,
-    plot_filopodia,
     summarize,
 )
-from sxtquant.shapes import Capsule, Sphere, digitize, paint
+from sxtquant.report.filopodia_plot import plot_filopodia
+from sxtquant.simulate.shapes import Capsule, Sphere, digitize, paint
 
 VOXELS = [(10.0, 10.0, 10.0), (20.0, 10.0, 10.0), (15.0, 12.0, 9.0)]
 

@@ -9,14 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from sxtquant.infer import (
-    iter_label_slices,
-    predict_slices,
-    predict_volume,
-    resolve_device,
-    tile_starts,
-)
-from sxtquant.model import ModelConfig, standardize_slices
+from sxtquant.core.device import resolve_device
+from sxtquant.nn.config import ModelConfig
+from sxtquant.nn.network import standardize_slices
+from sxtquant.nn.predict import iter_label_slices, predict_slices, predict_volume
+from sxtquant.nn.tiling import tile_starts
 from tests.test_model import calibrated
 
 
@@ -211,7 +208,7 @@ def test_cuda_bf16_agrees_with_cpu(tiny):
 
 
 def test_reuse_freed_memory_is_idempotent():
-    from sxtquant.infer import reuse_freed_memory
+    from sxtquant.core.memory import reuse_freed_memory
 
     first = reuse_freed_memory()
     assert reuse_freed_memory() == first

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sxtquant import io
-from sxtquant.errors import InputError
+from sxtquant.core.errors import InputError
 
 VOXEL = (9.8, 4.9, 3.3)
 FORMATS = ["tif", "mrc", "zarr", "h5"]

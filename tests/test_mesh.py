@@ -7,14 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from sxtquant.io import write_mask, write_volume
-from sxtquant.mesh import (
-    labels_to_meshes,
-    mesh_format,
-    render_meshes,
-    render_meshes_png,
-    write_meshes,
-)
+from sxtquant.io.volumes import write_mask, write_volume
+from sxtquant.quantify.mesh import labels_to_meshes, mesh_format, write_meshes
+from sxtquant.report.render import render_meshes, render_meshes_png
 from tests.conftest import assert_user_error
 
 

@@ -10,19 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from sxtquant.errors import InputError
-from sxtquant.model import (
-    PRESETS,
-    ModelConfig,
-    SameConvTranspose2d,
-    SamePadConv2d,
+from sxtquant.core.errors import InputError
+from sxtquant.nn.checkpoint import load_model, save_checkpoint
+from sxtquant.nn.config import PRESETS, ModelConfig
+from sxtquant.nn.inference import prepare_for_inference
+from sxtquant.nn.layers import SameConvTranspose2d, SamePadConv2d
+from sxtquant.nn.network import (
     build_model,
     count_parameters,
     flops_per_pixel,
     flops_per_tile,
-    load_model,
-    prepare_for_inference,
-    save_checkpoint,
     standardize_slices,
 )
 
@@ -238,7 +235,7 @@ def test_load_model_errors(tmp_path):
 
 
 def test_shipped_default_model_is_a_clear_error_when_absent():
-    from sxtquant.model import SHIPPED_MODELS_DIR
+    from sxtquant.nn.checkpoint import SHIPPED_MODELS_DIR
 
     if (SHIPPED_MODELS_DIR / "default" / "config.json").is_file():
         model = load_model("default")

@@ -1,5 +1,5 @@
-"""measure_objects against digitised analytic shapes (sxtquant.shapes), its edge cases, and the
-`sxtquant quantify` verb that writes its table (run through the command line, as a user does)."""
+"""measure_objects against digitised analytic shapes (sxtquant.simulate.shapes), edge cases, and
+the `sxtquant quantify` verb that writes its table (through the command line, as a user does)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sxtquant.io import read_volume, write_volume
-from sxtquant.morphology import COLUMNS, measure_objects, measure_slices
-from sxtquant.shapes import (
+from sxtquant.io.volumes import read_volume, write_volume
+from sxtquant.quantify.morphology import COLUMNS, measure_objects, measure_slices
+from sxtquant.simulate.shapes import (
     Capsule,
     Cylinder,
     Ellipsoid,
@@ -329,7 +329,7 @@ def test_separate_and_fill(run_cli, tmp_path):
 
 
 def test_filopodia_tables_beside_the_table(run_cli, tmp_path):
-    pytest.importorskip("sxtquant.filopodia")
+    pytest.importorskip("sxtquant.quantify.filopodia")
     spacing = 10.0
     grid = (80, 80, 170)
     cell = digitize(Sphere((400.0, 400.0, 400.0), 300.0), grid, spacing)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sxtquant.morphology import measure_objects
-from sxtquant.objects import (
+from sxtquant.quantify.morphology import measure_objects
+from sxtquant.quantify.objects import (
     connected_components,
     ellipsoid_axes,
     exclude_border,
@@ -22,7 +22,7 @@ from sxtquant.objects import (
     separate_objects,
     touching_border,
 )
-from sxtquant.shapes import Capsule, Ellipsoid, Sphere, digitize, random_rotation
+from sxtquant.simulate.shapes import Capsule, Ellipsoid, Sphere, digitize, random_rotation
 
 
 def two_touching_capsules(spacing):
@@ -198,7 +198,7 @@ def test_separate_filopodia_without_body_and_bad_radius():
 def test_moment_axes_match_measure_objects():
     labels = np.zeros((30, 40, 40), np.uint16)
     rng = np.random.default_rng(3)
-    from sxtquant.shapes import paint
+    from sxtquant.simulate.shapes import paint
 
     paint(
         labels, Ellipsoid((150.0, 200.0, 200.0), (120.0, 80.0, 50.0), random_rotation(rng)), 2, 10.0

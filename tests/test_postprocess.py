@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sxtquant.postprocess import (
+from sxtquant.quantify.postprocess import (
     clear_border,
     erode,
     fill_membranes,
@@ -15,7 +15,7 @@ from sxtquant.postprocess import (
     smooth_z,
     threshold,
 )
-from sxtquant.shapes import Sphere, digitize
+from sxtquant.simulate.shapes import Sphere, digitize
 
 
 def test_threshold_is_strict():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sxtquant import io
-from sxtquant.model import save_checkpoint
+from sxtquant.nn.checkpoint import save_checkpoint
 from tests.conftest import assert_user_error
 from tests.test_model import calibrated
 
@@ -125,7 +125,7 @@ def test_bad_options_exit_2(run_cli, tiny_checkpoint, volumes, tmp_path, options
 
 
 def test_without_a_shipped_model_the_default_is_a_clear_error(run_cli, volumes, tmp_path):
-    from sxtquant.model import SHIPPED_MODELS_DIR
+    from sxtquant.nn.checkpoint import SHIPPED_MODELS_DIR
 
     if (SHIPPED_MODELS_DIR / "default" / "config.json").exists():
         pytest.skip("a default model is shipped")
@@ -134,9 +134,9 @@ def test_without_a_shipped_model_the_default_is_a_clear_error(run_cli, volumes, 
 
 
 def test_command_defaults_match_the_library():
-    from sxtquant import infer
-    from sxtquant.commands import segment
+    from sxtquant.nn import tiling as infer
+    from sxtquant.scale.segmentation import SegmentSpec as segment
 
-    assert segment.DEFAULT_TILE == infer.DEFAULT_TILE
-    assert segment.DEFAULT_OVERLAP == infer.DEFAULT_OVERLAP
-    assert segment.DEFAULT_BATCH_SIZE == infer.DEFAULT_BATCH_SIZE
+    assert segment.tile == infer.DEFAULT_TILE
+    assert segment.overlap == infer.DEFAULT_OVERLAP
+    assert segment.batch_size == infer.DEFAULT_BATCH_SIZE

@@ -13,7 +13,8 @@ import tifffile
 from scipy import ndimage
 
 from sxtquant import simulate as sim
-from sxtquant.io import read_volume
+from sxtquant.io.volumes import read_volume
+from sxtquant.simulate.tomography import _Projector
 from tests.conftest import assert_user_error
 
 VOXEL = 9.8
@@ -123,7 +124,7 @@ def test_projector_matches_skimage_radon():
     image = ((yy - 20) ** 2 + (xx - 40) ** 2 < 64).astype(np.float32)
     image[30:40, 10:20] = 0.5
     angles = np.arange(-60.0, 61.0, 10.0)
-    ours = sim._Projector(n, n, n, angles).forward(image.reshape(-1, 1)).reshape(len(angles), n)
+    ours = _Projector(n, n, n, angles).forward(image.reshape(-1, 1)).reshape(len(angles), n)
     ref = radon(image, angles, circle=False)
     off = (ref.shape[0] - n) // 2
     ref = ref[off : off + n].T

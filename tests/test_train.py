@@ -16,26 +16,21 @@ import torch
 
 from sxtquant import io
 from sxtquant.cli import main as cli_main
-from sxtquant.errors import InputError
-from sxtquant.model import build_model, load_model
-from sxtquant.train import (
-    LOG_COLUMNS,
+from sxtquant.core.errors import InputError
+from sxtquant.nn.checkpoint import load_model
+from sxtquant.nn.network import build_model
+from sxtquant.train.config import TrainConfig
+from sxtquant.train.data import (
     CropStream,
-    TrainConfig,
     TrainingData,
     augment,
-    frozen,
-    image_loss,
     label_target,
     load_training_data,
-    save_training_checkpoint,
     split_slices,
-    ssim,
-    supervised_step,
-    train,
-    unsupervised_schedule,
-    unsupervised_step,
 )
+from sxtquant.train.loop import LOG_COLUMNS, save_training_checkpoint, train, unsupervised_schedule
+from sxtquant.train.losses import image_loss, ssim
+from sxtquant.train.steps import frozen, supervised_step, unsupervised_step
 from tests.conftest import CliResult, assert_user_error
 
 TINY = dict(
@@ -257,7 +252,7 @@ def test_unsupervised_step_leaves_the_label_decoder_bit_identical():
 
 
 def test_single_head_forwards_equal_the_full_forward():
-    from sxtquant.train import _forward_image, _forward_label
+    from sxtquant.train.steps import _forward_image, _forward_label
 
     torch.manual_seed(0)
     model = build_model("tiny").eval()
@@ -276,7 +271,7 @@ class ThresholdNet(torch.nn.Module):
 
 
 def test_validate_losses_and_pixel_metrics_on_known_outputs():
-    from sxtquant.train import validate
+    from sxtquant.train.steps import validate
 
     image_a = np.zeros((32, 32), np.float32)
     image_a[:8, :8] = 2.0  # predicted membrane: 64 px
@@ -432,7 +427,7 @@ def test_init_checks_the_preset_and_resumes_as_a_run(tmp_path):
 
 
 def test_early_stopping_stops_after_patience_epochs(tmp_path, monkeypatch):
-    import sxtquant.train as train_module
+    import sxtquant.train.loop as train_module
 
     real_validate = train_module.validate
     epochs = iter(range(100))
@@ -455,9 +450,9 @@ def test_train_config_validates_its_fields():
         TrainConfig(crop=100)
     with pytest.raises(ValueError, match="preset"):
         TrainConfig(preset="huge")
-    from sxtquant.commands import train as train_command
-    from sxtquant.model import PRESETS as model_presets
-    from sxtquant.train import PRESETS
+    from sxtquant.cli import train as train_command
+    from sxtquant.nn.config import PRESETS as model_presets
+    from sxtquant.train.config import PRESETS
 
     assert train_command.PRESETS == PRESETS
     assert set(PRESETS) == set(model_presets)
@@ -514,7 +509,7 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
 
 
 def test_membrane_weight_weighs_membrane_pixels():
-    from sxtquant.train import huber
+    from sxtquant.train.losses import huber
 
     prediction = torch.tensor([[0.5, -1.0]])
     target = torch.tensor([[1.0, -1.0]])

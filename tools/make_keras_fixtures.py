@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the Keras reference fixtures of ``sxtquant.convert`` with the reference code itself.
+"""Regenerate the Keras reference fixtures of ``sxtquant.nn.keras`` with the reference code itself.
 
 Runs the reference implementation (github.com/noegroup/deep_sxt, TensorFlow) in a
 throwaway environment: it is never imported by sxtquant or its tests, and its code is

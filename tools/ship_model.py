@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sxtquant import io, metrics
-from sxtquant.infer import predict_slices
-from sxtquant.model import count_parameters, flops_per_pixel, load_model
-from sxtquant.simulate import HELD_OUT_RANGES, TRAINING_RANGES, Acquisition
+from sxtquant import evaluate, io
+from sxtquant.nn.checkpoint import load_model
+from sxtquant.nn.network import count_parameters, flops_per_pixel
+from sxtquant.nn.predict import predict_slices
+from sxtquant.simulate.conditions import HELD_OUT_RANGES, TRAINING_RANGES
+from sxtquant.simulate.tomography import Acquisition
 
 
 def _test_tomograms(data_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -54,8 +56,8 @@ SCORES = ("accuracy", "precision", "recall", "f1", "f1_tolerance_2vx")
 
 def _scores(probability: np.ndarray, truth: np.ndarray) -> dict:
     """Pixel metrics at the paper's threshold (0.9) and the 2-voxel tolerance F1."""
-    pixel = metrics.pixel_metrics(probability, truth)
-    tolerant = metrics.tolerance_metrics(probability, truth, 2.0)
+    pixel = evaluate.pixel_metrics(probability, truth)
+    tolerant = evaluate.tolerance_metrics(probability, truth, 2.0)
     return {**{k: pixel[k] for k in SCORES[:-1]}, "f1_tolerance_2vx": tolerant["f1"]}
 
 
@@ -124,7 +126,8 @@ def condition_sensitivity(model, shape=(64, 256, 256), seeds=SENSITIVITY_SEEDS) 
     averaged over the cells. This separates what the model loses on unseen cells from
     what it loses to each unseen condition.
     """
-    from sxtquant.simulate import CellContent, simulate_tomogram
+    from sxtquant.simulate.cell import CellContent
+    from sxtquant.simulate.tomogram import simulate_tomogram
 
     middle = _held_out_middle()
     variants = {"standard (as the labelled tomograms)": {}}
@@ -162,11 +165,11 @@ def compare_methods(data_dir: Path, tomograms, ablation_run: Path | None, checkp
     """Mean test metrics of the supervised-only ablation and the classical baselines.
 
     The baselines (global Otsu threshold; ilastik-style random forest on filter
-    features, :mod:`sxtquant.baselines`) are fitted on the same labelled slices the
+    features, :mod:`sxtquant.evaluate.baselines`) are fitted on the same labelled slices the
     network was trained on.
     """
-    from sxtquant.baselines import OtsuBaseline, RandomForestBaseline
-    from sxtquant.train import load_training_data
+    from sxtquant.evaluate.baselines import OtsuBaseline, RandomForestBaseline
+    from sxtquant.train.data import load_training_data
 
     train = load_training_data(data_dir)
     methods = {}

@@ -1,0 +1,67 @@
+"""From membranes to numbers: post-processing, objects, morphology, filopodia, meshes."""
+
+from sxtquant.core.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "filopodia": (
+            "Quantity",
+            "FIG3B",
+            "SUMMARY_COLUMNS",
+            "DEFAULT_MAX_RADIUS_NM",
+            "DEFAULT_MIN_ASPECT",
+            "DEFAULT_MIN_LENGTH_NM",
+            "TUBE_DEPTH_RATIO",
+            "analyze",
+            "find_filopodia",
+            "Centreline",
+            "centreline",
+            "capsule_radius",
+            "summarize",
+        ),
+        "mesh": (
+            "MESH_FORMATS",
+            "DEFAULT_SMOOTH_ITERATIONS",
+            "DEFAULT_MIN_FACES",
+            "labels_to_meshes",
+            "decimate_mesh",
+            "mesh_format",
+            "write_meshes",
+        ),
+        "morphology": (
+            "COLUMNS",
+            "SURFACE_SIGMA_VOXELS",
+            "PERIMETER_SIGMA_VOXELS",
+            "object_boxes",
+            "measure_objects",
+            "measure_slices",
+        ),
+        "objects": (
+            "label_dtype",
+            "connected_components",
+            "label_sizes",
+            "is_label_volume",
+            "relabel",
+            "touching_border",
+            "exclude_border",
+            "separate_objects",
+            "ellipsoid_axes",
+            "moment_axes",
+            "opening",
+            "separate_filopodia",
+            "objects_from_mask",
+        ),
+        "postprocess": (
+            "PAPER_THRESHOLD",
+            "threshold",
+            "smooth_z",
+            "erode",
+            "clear_border",
+            "rough_cell_mask",
+            "fill_membranes",
+            "postprocess",
+        ),
+        "recipe": ("SEGMENTATION", "ObjectRecipe", "objects_from_membranes"),
+    },
+)
