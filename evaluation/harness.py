@@ -30,7 +30,7 @@ Output files (in ``OUT``; every table has a ``data`` column, ``simulated`` or ``
 ``classes.json``                (c) the ``classes`` blocks (mean, SD, per slice) per method
 ``model_sweep.csv``             (d) presets, parameters, FLOPs, metrics or why not run
 ``speed.csv``                   (e) measured throughput and the paper-volume extrapolation
-``quantify.csv``               (f) every simulated filopodium, measured vs analytic truth
+``filopodia.csv``               (f) every simulated filopodium, measured vs analytic truth
 ``filopodia_summary.csv``       (f) population mean ± SD beside the paper's
 ``report.md``                   all of the above, readable
 =============================  ==========================================================
@@ -836,7 +836,7 @@ def filopodia_benchmark(bench: Benchmark, work: Path, *, quiet: bool = False):
 
     code = _code_key("simulate", "quantify")
     root = work / "filopodia" / _key([dataclasses.asdict(bench), code])
-    cached = root / "quantify.csv"
+    cached = root / "filopodia.csv"
     if cached.is_file():
         per = pd.read_csv(cached)
         return per, quantify.summarize(per[per["detected"]])
@@ -1090,7 +1090,7 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
     )
     io.write_table(sweep_table, out / "model_sweep.csv")
     io.write_table(speed, out / "speed.csv")
-    io.write_table(filo, out / "quantify.csv")
+    io.write_table(filo, out / "filopodia.csv")
     io.write_table(filo_summary, out / "filopodia_summary.csv")
     io.write_table(filo_err, out / "filopodia_errors.csv")
     timings["total"] = time.perf_counter() - started
@@ -1175,7 +1175,7 @@ def write_report(out: str | os.PathLike) -> Path:
     speed = pd.read_csv(out / "speed.csv")
     filo_summary = pd.read_csv(out / "filopodia_summary.csv")
     filo_err = pd.read_csv(out / "filopodia_errors.csv")
-    filo = pd.read_csv(out / "quantify.csv")
+    filo = pd.read_csv(out / "filopodia.csv")
     config = record["config"]
     hw = record["hardware"]
     gain = record["semi_vs_supervised"]["precision"]
@@ -1342,7 +1342,7 @@ def write_report(out: str | os.PathLike) -> Path:
         f"{n_total} simulated filopodia ({config['benchmark']['filopodia_cells']} phantom "
         f"cells); {n_found} found and measured by `sxtquant.quantify.filopodia.analyze` from their "
         "ground-truth voxels. Measured against the simulator's analytic geometry "
-        "(`quantify.csv` has every filopodium, measured beside true):",
+        "(`filopodia.csv` has every filopodium, measured beside true):",
         "",
         markdown_table(filo_err),
         "",
