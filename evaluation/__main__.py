@@ -4,6 +4,7 @@ Usage::
 
     python -m evaluation run [--data DIR | --simulated] [--preset tiny|small|base|paper]
                              [--out evaluation/results] [--quick] [--device auto|cpu|cuda]
+                             [--seeds 0,1,2]
     python -m evaluation report [--out evaluation/results]
 
 ``run`` writes JSON/CSV tables and ``report.md`` into ``--out`` (see
@@ -73,7 +74,15 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated presets trained for the model-size sweep (d) (default: the "
         "evaluated preset with --quick, all four otherwise)",
     )
-    run.add_argument("--seed", type=int, default=0, help="seed of data, training and baselines")
+    run.add_argument("--seed", type=int, default=0, help="seed of the data and the sweep")
+    run.add_argument(
+        "--seeds",
+        type=_seeds,
+        metavar="SEEDS",
+        default=None,
+        help="comma-separated training seeds of each network and of the random forest; the "
+        "claims are scored over them (default: 0,1,2)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     report = verbs.add_parser("report", help="rebuild report.md from a finished run")
     report.add_argument(
@@ -93,6 +102,19 @@ def _presets(text: str) -> tuple[str, ...]:
             f"{text!r}: name one or more of {', '.join(PRESETS)}, separated by commas"
         )
     return presets
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``: comma-separated distinct non-negative integers."""
+    try:
+        seeds = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give one or more distinct non-negative integers, separated by commas"
+        )
+    return seeds
 
 
 def _real_data_folder() -> Path | None:
@@ -122,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     if data is None and not args.simulated:
         data = _real_data_folder()
     overrides = {} if args.sweep is None else {"sweep_presets": args.sweep}
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
     try:
         config = make(preset, device=args.device, threads=args.threads, seed=args.seed, **overrides)
         started = time.perf_counter()

@@ -14,7 +14,10 @@ builds the evaluation in thin layers over the package's own functions:
 3. **metrics** -- :mod:`sxtquant.evaluate.metrics` on arrays, per slice and pooled over the
    test set (threshold 0.9);
 4. **outputs** -- tidy CSV/JSON tables in the output folder and ``report.md`` with the
-   paper's values beside ours (:func:`write_report`).
+   paper's values beside ours (:func:`evaluation.report.write_report`);
+5. **claims** -- every network (and the random forest) is trained with each seed of
+   ``HarnessConfig.seeds``; :mod:`evaluation.claims` scores each of the paper's
+   comparisons by its mean difference over seeds and a paired bootstrap interval.
 
 Everything generated (simulations, trained models) is cached under ``OUT/work/``,
 keyed by a hash of the settings that made it, so a rerun only recomputes what
@@ -24,10 +27,11 @@ Output files (in ``OUT``; every table has a ``data`` column, ``simulated`` or ``
 
 =============================  ==========================================================
 ``run.json``                    settings, provenance, hardware, timings, headline numbers
-``per_slice_metrics.csv``       (a) per-slice accuracy/precision/recall/F1 of every method
-``holdout_metrics.csv``         (b) pooled test metrics of every method (+ image accuracy)
-``classes_per_slice.csv``       (c) expert-comparison classes per slice, every method
-``classes.json``                (c) the ``classes`` blocks (mean, SD, per slice) per method
+``per_slice_metrics.csv``       (a) per-slice accuracy/precision/recall/F1, every method and seed
+``claims.csv``                  the paper's claims: difference, bootstrap 95 % interval, verdict
+``holdout_metrics.csv``         (b) pooled test metrics of every method and seed (+ image accuracy)
+``classes_per_slice.csv``       (c) expert-comparison classes per slice, every method and seed
+``classes.json``                (c) mean and SD of the classes per method (all seeds' slices)
 ``model_sweep.csv``             (d) presets, parameters, FLOPs, metrics or why not run
 ``speed.csv``                   (e) measured throughput and the paper-volume extrapolation
 ``filopodia.csv``               (f) every simulated filopodium, measured vs analytic truth
@@ -52,6 +56,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation.claims import score_claims
+from evaluation.paper import PAPER
+from evaluation.report import write_report
 from sxtquant import io
 from sxtquant.core.errors import InputError
 from sxtquant.core.progress import progress
@@ -68,35 +75,12 @@ __all__ = [
     "real_dataset",
     "run",
     "simulated_dataset",
+    "smoke_config",
     "write_report",
 ]
 
 PRESETS = ("tiny", "small", "base", "paper")
 
-#: The reference paper's numbers (Dyhr et al., PNAS 120(24) e2209938120, 2023).
-PAPER = {
-    "semi_vs_supervised_median_precision_gain_pct": 14.0,  # Fig. 2A, "at least 14 %"
-    "holdout_accuracy": 0.97,
-    "holdout_precision": 0.74,
-    "holdout_image_accuracy": 0.80,  # "> 80 %"
-    "classes_mean": {
-        "true_positive": 69.8,
-        "false_negative": 27.7,
-        "false_positive": 1.3,
-        "artifact": 1.2,
-    },
-    "classes_sd": {
-        "true_positive": 10.4,
-        "false_negative": 10.8,
-        "false_positive": 2.2,
-        "artifact": 2.1,
-    },
-    "speed_slices": 350,
-    "speed_slice_shape": (1324, 1284),
-    "speed_seconds": 300.0,  # "< 5 min"
-    "speed_hardware": "NVIDIA RTX 3090",
-    "sweep_parameters": (1_000_000, 76_483_502),  # Fig. S7A, 1 M to 76 M
-}
 
 NETWORK_METHODS = ("semi-supervised", "supervised-only")
 BASELINE_METHODS = ("random-forest", "otsu")
@@ -180,6 +164,11 @@ class HarnessConfig:
     threads : int or None
         torch CPU threads (``None``: torch's default).
     seed : int
+        Seed of the data split (real data) and of the speed measurement's input.
+    seeds : tuple of int
+        Training seeds: the evaluated preset is trained semi-supervised and
+        supervised-only, and the random forest fitted, once per seed; the claims are
+        scored over them. The sweep (d) and speed (e) use the first seed's networks.
     """
 
     preset: str = "tiny"
@@ -198,21 +187,24 @@ class HarnessConfig:
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
+    seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self):
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and at least one, got {self.seeds!r}")
         for preset in (self.preset, *self.sweep_presets, *self.speed_presets):
             if preset not in PRESETS:
                 raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
-    def train_config(self, preset: str, *, supervised_only: bool):
+    def train_config(self, preset: str, *, supervised_only: bool, seed: int):
         """The :class:`sxtquant.train.TrainConfig` of one model of this run."""
         from sxtquant.train.config import TrainConfig
 
         values = {
             "device": self.device,
-            "seed": self.seed,
+            "seed": seed,
             **self.train,
             "preset": preset,
             "supervised_only": supervised_only,
@@ -224,7 +216,8 @@ class HarnessConfig:
 
 
 def quick_config(preset: str = "tiny", **overrides) -> HarnessConfig:
-    """The CI run: small tomograms, a short training on small crops (~10 min on 2 cores).
+    """The claims run of ``make evaluate``: small tomograms, short trainings on small crops,
+    three training seeds per method (about 15 min on 2 cores).
 
     The training budget goes into many steps on small crops (64 px, batch 8) at a
     learning rate of 1e-3, which trains the narrow ``tiny`` network in minutes.
@@ -255,6 +248,53 @@ def quick_config(preset: str = "tiny", **overrides) -> HarnessConfig:
         "speed_presets": tuple(dict.fromkeys((preset, "paper"))),
         "speed_slices": 1,
         "forest": forest,
+        "seeds": (0, 1, 2),
+        **overrides,
+    }
+    return HarnessConfig(**values)
+
+
+def smoke_config(**overrides) -> HarnessConfig:
+    """The end-to-end check of ``make test``: every stage, table and figure, on tiny inputs.
+
+    One 16-slice tomogram per split, a few training steps, two seeds (so the claims'
+    seed handling runs), a small filopodia phantom and a small speed slice. Its numbers
+    mean nothing; its outputs must all be there and consistent.
+    """
+    bench = Benchmark(
+        shape=(16, 64, 64),
+        n_labeled=1,
+        n_unlabeled=1,
+        n_test=1,
+        sirt_iterations=5,
+        filopodia_shape=(32, 160, 160),
+        filopodia_cells=1,
+        filopodia_per_cell=4,
+    )
+    train = {
+        "epochs": 1,
+        "steps_per_epoch": 3,
+        "batch_size": 2,
+        "crop": 32,
+        "lr": 1e-3,
+        "patience": 0,
+        "validation_fraction": 0.1,
+        "num_workers": 0,
+    }
+    values = {
+        "preset": "tiny",
+        "quick": True,
+        "benchmark": bench,
+        "train": train,
+        "sweep_presets": ("tiny",),
+        "speed_presets": ("tiny",),
+        "speed_slices": 1,
+        "speed_shape": (128, 128),
+        "tile": 64,
+        "overlap": 16,
+        "forest": {"n_estimators": 4, "samples_per_class": 500, "max_depth": 6},
+        "seeds": (0, 1),
+        "threads": 1,
         **overrides,
     }
     return HarnessConfig(**values)
@@ -289,6 +329,7 @@ def full_config(preset: str = "paper", **overrides) -> HarnessConfig:
         "speed_slices": 5,
         "speed_paper_shape": (1324, 1284),
         "forest": forest,
+        "seeds": (0, 1, 2),
         **overrides,
     }
     return HarnessConfig(**values)
@@ -505,6 +546,7 @@ def train_network(
     preset: str,
     *,
     supervised_only: bool,
+    seed: int,
     work: Path,
     quiet: bool = False,
 ) -> tuple[Path, dict]:
@@ -518,7 +560,7 @@ def train_network(
     """
     from sxtquant.train.loop import train
 
-    tc = config.train_config(preset, supervised_only=supervised_only)
+    tc = config.train_config(preset, supervised_only=supervised_only, seed=seed)
     kind = "supervised" if supervised_only else "semi"
     key = _key([tc.to_dict(), dataset.fingerprint(), _code_key("train", "nn")])
     folder = work / "models" / f"{preset}-{kind}-{key}"
@@ -531,6 +573,7 @@ def train_network(
     facts = {
         "preset": preset,
         "supervised_only": supervised_only,
+        "seed": seed,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
@@ -608,6 +651,7 @@ def score_method(
     test: Sequence[Tomogram],
     source: str,
     *,
+    seed: int,
     reconstruction: np.ndarray | None = None,
 ):
     """All metrics of one method on the concatenated test stack.
@@ -617,7 +661,8 @@ def score_method(
     summary : dict
         :func:`sxtquant.evaluate.scoring.evaluate` of the whole stack (+ ``image_accuracy``).
     per_slice : DataFrame
-        :func:`sxtquant.evaluate.metrics.per_slice_metrics` with ``method``, ``tomogram``, ``z``.
+        :func:`sxtquant.evaluate.metrics.per_slice_metrics` with ``method``, ``seed``,
+        ``tomogram``, ``z``.
     classes : DataFrame
         :func:`sxtquant.evaluate.classes.expert_classes` per slice, same identifying columns.
     """
@@ -641,6 +686,7 @@ def score_method(
     per_slice = per_slice.drop(columns="z")
     per_slice.insert(0, "z", index["z"].to_numpy())
     per_slice.insert(0, "tomogram", index["tomogram"].to_numpy())
+    per_slice.insert(0, "seed", seed)
     per_slice.insert(0, "method", method)
     per_slice.insert(0, "data", source)
     per_slice["image_accuracy"] = per_slice_image if per_slice_image is not None else math.nan
@@ -649,21 +695,10 @@ def score_method(
     classes = classes.drop(columns="z")
     classes.insert(0, "z", index["z"].to_numpy()[stack_z])
     classes.insert(0, "tomogram", index["tomogram"].to_numpy()[stack_z])
+    classes.insert(0, "seed", seed)
     classes.insert(0, "method", method)
     classes.insert(0, "data", source)
     return summary, per_slice, classes
-
-
-def _median_gain(per_slice: pd.DataFrame, column: str = "precision") -> dict:
-    semi = per_slice.loc[per_slice["method"] == "semi-supervised", column].median()
-    sup = per_slice.loc[per_slice["method"] == "supervised-only", column].median()
-    return {
-        "metric": column,
-        "median_semi_supervised": float(semi),
-        "median_supervised_only": float(sup),
-        "gain_points": float(100 * (semi - sup)),
-        "gain_relative_pct": float(100 * (semi - sup) / sup) if sup > 0 else math.nan,
-    }
 
 
 # --------------------------------------------------------------------------- (d) and (e)
@@ -987,62 +1022,76 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
     test_image = _stack(dataset.test, "image")
     t = lap("data", t)
 
-    # ---- networks: semi-supervised and supervised-only, then every sweep preset
-    summaries: dict[str, dict] = {}
+    # ---- networks: semi-supervised and supervised-only per seed, then every sweep preset
+    first = config.seeds[0]
+    summaries: dict[tuple[str, int], dict] = {}
     per_slice_tables, class_tables = [], []
     training: dict[str, dict] = {}
     checkpoints: dict[str, Path] = {}
     sweep: dict[str, dict] = {}
     for preset in dict.fromkeys((config.preset, *config.sweep_presets)):
-        kinds = (False, True) if preset == config.preset else (False,)
-        for supervised_only in kinds:
-            method = "supervised-only" if supervised_only else "semi-supervised"
-            best, facts = train_network(
-                dataset, config, preset, supervised_only=supervised_only, work=work, quiet=quiet
-            )
-            model = load_model(best, device=_device(config))
-            probability, reconstruction = network_outputs(model, test_image, config, quiet=quiet)
-            summary, per_slice, classes = score_method(
-                method,
-                probability,
-                dataset.test,
-                source,
-                reconstruction=None if supervised_only else reconstruction,
-            )
-            summary.update(
-                preset=preset,
-                parameters=count_parameters(model),
-                train_seconds=facts["train_seconds"],
-                epochs_run=facts["epochs_run"],
-                best_epoch=facts["best_epoch"],
-            )
-            if not supervised_only:
-                sweep[preset] = summary
-                checkpoints[preset] = best
-            if preset == config.preset:
-                summaries[method] = summary
-                per_slice_tables.append(per_slice)
-                class_tables.append(classes)
-                training[method] = facts
+        evaluated = preset == config.preset
+        for seed in config.seeds if evaluated else (first,):
+            for supervised_only in (False, True) if evaluated else (False,):
+                method = "supervised-only" if supervised_only else "semi-supervised"
+                best, facts = train_network(
+                    dataset,
+                    config,
+                    preset,
+                    supervised_only=supervised_only,
+                    seed=seed,
+                    work=work,
+                    quiet=quiet,
+                )
+                model = load_model(best, device=_device(config))
+                probability, reconstruction = network_outputs(
+                    model, test_image, config, quiet=quiet
+                )
+                summary, per_slice, classes = score_method(
+                    method,
+                    probability,
+                    dataset.test,
+                    source,
+                    seed=seed,
+                    reconstruction=None if supervised_only else reconstruction,
+                )
+                summary.update(
+                    preset=preset,
+                    parameters=count_parameters(model),
+                    train_seconds=facts["train_seconds"],
+                    epochs_run=facts["epochs_run"],
+                    best_epoch=facts["best_epoch"],
+                )
+                if not supervised_only and seed == first:
+                    sweep[preset] = summary
+                    checkpoints[preset] = best
+                if evaluated:
+                    summaries[method, seed] = summary
+                    per_slice_tables.append(per_slice)
+                    class_tables.append(classes)
+                    training[f"{method}[seed {seed}]"] = facts
         t = lap(f"networks[{preset}]", t)
 
-    # ---- classical baselines, trained on the same labelled slices
+    # ---- classical baselines, trained on the same labelled slices (the forest per seed)
     train_data = dataset.training_data()
-    forest = RandomForestBaseline(seed=config.seed, **config.forest)
-    baselines = {
-        "random-forest": forest,
-        "otsu": OtsuBaseline(),
-    }
-    for method, baseline in baselines.items():
-        b0 = time.perf_counter()
-        baseline.fit(list(train_data.images), list(train_data.labels))
-        fit_seconds = time.perf_counter() - b0
-        probability = baseline.predict_proba(test_image)
-        summary, per_slice, classes = score_method(method, probability, dataset.test, source)
-        summary["fit_seconds"] = fit_seconds
-        summaries[method] = summary
-        per_slice_tables.append(per_slice)
-        class_tables.append(classes)
+    for method in BASELINE_METHODS:
+        for seed in config.seeds if method == "random-forest" else (first,):
+            baseline = (
+                RandomForestBaseline(seed=seed, **config.forest)
+                if method == "random-forest"
+                else OtsuBaseline()
+            )
+            b0 = time.perf_counter()
+            baseline.fit(list(train_data.images), list(train_data.labels))
+            fit_seconds = time.perf_counter() - b0
+            probability = baseline.predict_proba(test_image)
+            summary, per_slice, classes = score_method(
+                method, probability, dataset.test, source, seed=seed
+            )
+            summary["fit_seconds"] = fit_seconds
+            summaries[method, seed] = summary
+            per_slice_tables.append(per_slice)
+            class_tables.append(classes)
     t = lap("baselines", t)
 
     per_slice = pd.concat(per_slice_tables, ignore_index=True)
@@ -1052,14 +1101,20 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
             {
                 "data": source,
                 "method": method,
-                **{k: summaries[method][k] for k in ("accuracy", "precision", "recall", "f1")},
-                "image_accuracy": summaries[method].get("image_accuracy", math.nan),
-                "n_slices": summaries[method]["n_slices"],
-                **summaries[method]["counts"],
+                "seed": seed,
+                **{k: summary[k] for k in ("accuracy", "precision", "recall", "f1")},
+                "image_accuracy": summary.get("image_accuracy", math.nan),
+                "n_slices": summary["n_slices"],
+                **summary["counts"],
             }
-            for method in METHODS
+            for (method, seed), summary in summaries.items()
         ]
     )
+    holdout["order"] = holdout["method"].map(METHODS.index)
+    holdout = holdout.sort_values(["order", "seed"], kind="stable").drop(columns="order")
+    claims = score_claims(per_slice, classes_per_slice)
+    claims.insert(0, "data", source)
+    t = lap("claims", t)
 
     # ---- (d) sweep, (e) speed
     sweep_table = model_sweep(config, sweep)
@@ -1080,10 +1135,11 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
     io.write_table(per_slice, out / "per_slice_metrics.csv")
     io.write_table(holdout, out / "holdout_metrics.csv")
     io.write_table(classes_per_slice, out / "classes_per_slice.csv")
+    io.write_table(claims, out / "claims.csv")
     io.write_json(
         {
             "data": source,
-            "methods": {m: summaries[m]["classes"] for m in METHODS},
+            "methods": _class_blocks(classes_per_slice),
             "paper": {"mean": PAPER["classes_mean"], "sd": PAPER["classes_sd"]},
         },
         out / "classes.json",
@@ -1102,11 +1158,11 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
         "hardware": hardware(),
         "timings_seconds": timings,
         "training": training,
-        "summary": {m: {k: v for k, v in summaries[m].items() if k != "classes"} for m in METHODS},
-        "semi_vs_supervised": {
-            "precision": _median_gain(per_slice, "precision"),
-            "f1": _median_gain(per_slice, "f1"),
+        "summary": {
+            f"{m}[seed {seed}]": {k: v for k, v in summary.items() if k != "classes"}
+            for (m, seed), summary in summaries.items()
         },
+        "claims": claims.drop(columns="data").to_dict("records"),
         "test_conditions": [t_.conditions for t_ in dataset.test],
         "paper": PAPER,
     }
@@ -1115,261 +1171,20 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
     return record
 
 
-# --------------------------------------------------------------------------- report
+def _class_blocks(classes_per_slice: pd.DataFrame) -> dict:
+    """Mean and SD (over every seed's slices) of each expert-comparison class, per method."""
+    from sxtquant.evaluate.metrics import CLASS_KEYS
 
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
-    if isinstance(value, int | np.integer):
-        return f"{int(value):,}"
-    value = float(value)
-    if not math.isfinite(value):
-        return "–"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.{digits + 1}g}"
-
-
-def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table of a DataFrame (no extra dependency)."""
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join(" --- " for _ in frame.columns) + "|"
-    body = [
-        "| " + " | ".join(_fmt(v, digits) for v in row) + " |"
-        for row in frame.itertuples(index=False)
-    ]
-    return "\n".join([header, rule, *body])
-
-
-def _pct(value) -> str:
-    return "–" if value is None or not math.isfinite(float(value)) else f"{100 * value:.1f} %"
-
-
-def _signed(value, unit: str) -> str:
-    if value is None or not math.isfinite(float(value)):
-        return "–"
-    return f"{float(value):+.1f}{unit}"
-
-
-def _pm(mean, sd) -> str:
-    if mean is None or not math.isfinite(float(mean)):
-        return "–"
-    sd_text = f"{sd:.1f}" if sd is not None and math.isfinite(float(sd)) else "–"
-    return f"{mean:.1f} ± {sd_text}"
-
-
-def write_report(out: str | os.PathLike) -> Path:
-    """Write ``report.md`` from the tables of a finished run in ``out``."""
-    out = Path(out)
-    record = json.loads((out / "run.json").read_text())
-    source = record["data"]
-    label = f" ({source})"
-    holdout = pd.read_csv(out / "holdout_metrics.csv")
-    classes = json.loads((out / "classes.json").read_text())
-    sweep = pd.read_csv(out / "model_sweep.csv")
-    speed = pd.read_csv(out / "speed.csv")
-    filo_summary = pd.read_csv(out / "filopodia_summary.csv")
-    filo_err = pd.read_csv(out / "filopodia_errors.csv")
-    filo = pd.read_csv(out / "filopodia.csv")
-    config = record["config"]
-    hw = record["hardware"]
-    gain = record["semi_vs_supervised"]["precision"]
-    gain_f1 = record["semi_vs_supervised"]["f1"]
-    lines = [
-        f"# sxtquant evaluation report — data: **{source}**",
-        "",
-        f"Generated by `python -m evaluation run` ({'quick' if config['quick'] else 'full'} "
-        f"run, preset `{config['preset']}`) in {record['timings_seconds']['total']:.0f} s on "
-        f"{hw['processor']} ({hw['cpu_count']} CPUs, {hw['torch_threads']} torch threads"
-        f"{', GPU ' + hw['cuda'] if hw.get('cuda') else ''}).",
-        "",
-        f"Data{label}: {record['description']}.",
-        "Paper: Dyhr et al., PNAS 120(24) e2209938120 (2023). Pixel metrics use the paper's "
-        "threshold: positive where probability > 0.9.",
-        "",
-    ]
-    if source == "simulated":
-        lines += [
-            "> Every number below comes from **simulated** tomograms (sxtquant.simulate), not "
-            "from the paper's data: it shows the pipeline works and how the methods rank, "
-            "not that the paper's numbers are reproduced.",
-            "",
-        ]
-    # (a)
-    lines += [
-        f"## (a) Semi-supervised vs supervised-only training{label} (Fig. 2A)",
-        "",
-        "Same labelled slices, same settings; the semi-supervised network also trains its "
-        "image decoder on unlabelled slices. Per-slice metrics on the held-out test slices "
-        "(`per_slice_metrics.csv`, box plots: `paper_figures/fig2a.py`).",
-        "",
-        "| | semi-supervised | supervised-only | difference | paper |",
-        "| --- | --- | --- | --- | --- |",
-        f"| median per-slice precision | {_pct(gain['median_semi_supervised'])} | "
-        f"{_pct(gain['median_supervised_only'])} | {_signed(gain['gain_points'], ' points')} "
-        f"({_signed(gain['gain_relative_pct'], ' % relative')}) | ≥ 14 % higher with "
-        "semi-supervision |",
-        f"| median per-slice F1 | {_pct(gain_f1['median_semi_supervised'])} | "
-        f"{_pct(gain_f1['median_supervised_only'])} | "
-        f"{_signed(gain_f1['gain_points'], ' points')} | – |",
-        "",
-        "Per-slice precision is undefined (NaN, left out of the median) on a slice where "
-        "the method marks no pixel; a median over no defined slice is shown as –.",
-        "",
-    ]
-    # (b)
-    first = holdout.iloc[0]
-    prevalence = (first["tp"] + first["fn"]) / (
-        first["tp"] + first["fn"] + first["fp"] + first["tn"]
-    )
-    table = holdout[["method", "accuracy", "precision", "recall", "f1", "image_accuracy"]].copy()
-    for c in ("accuracy", "precision", "recall", "f1", "image_accuracy"):
-        table[c] = [_pct(v) for v in table[c]]
-    paper_row = pd.DataFrame(
-        [["paper (network, real hold-out)", "97 %", "74 %", "–", "–", "> 80 %"]],
-        columns=table.columns,
-    )
-    table = pd.concat([table, paper_row], ignore_index=True)
-    lines += [
-        f"## (b) Hold-out test metrics{label}",
-        "",
-        "Pooled over all test slices"
-        + (
-            ", whose acquisition conditions (tilt range, blur, dose, misalignment) lie "
-            "outside the training ranges: "
-            + "; ".join(_conditions_text(c) for c in record["test_conditions"])
-            if source == "simulated"
-            else ""
-        )
-        + ". Classical baselines trained on the same labelled slices.",
-        "",
-        markdown_table(table),
-        "",
-        f"Membrane pixels are {_pct(prevalence)} of the test slices: a prediction that "
-        f"ignores the image scores precision ≈ {_pct(prevalence)}, and marking every pixel "
-        f"scores F1 = {_pct(2 * prevalence / (1 + prevalence))}.",
-        "",
-    ]
-    # (c)
-    keys = ("true_positive", "false_negative", "false_positive", "artifact")
-    rows = []
-    for method, block in classes["methods"].items():
-        rows.append([method, *(_pm(block["mean"][k], block["sd"][k]) for k in keys)])
-    rows.append(
-        ["paper (expert comparison)"]
-        + [_pm(PAPER["classes_mean"][k], PAPER["classes_sd"][k]) for k in keys]
-    )
-    lines += [
-        f"## (c) Expert-comparison classes on the hold-out tomograms{label} (Fig. 2D/E)",
-        "",
-        "Percent of each slice's labelled pixels (TP + FP + artifact + FN), mean ± SD over "
-        "slices"
-        + (
-            "; the artifact class uses the simulator's artifact mask (gold-fiducial streaks)"
-            if source == "simulated"
-            else "; no artifact mask for this data (artifact class 0)"
-        )
-        + ".",
-        "",
-        markdown_table(pd.DataFrame(rows, columns=["method", *keys])),
-        "",
-    ]
-    # (d)
-    sw = sweep[
-        [
-            "preset",
-            "parameters",
-            "flops_per_pixel",
-            "status",
-            "precision",
-            "f1",
-            "image_accuracy",
-            "train_seconds",
-            "reason",
-        ]
-    ].copy()
-    for c in ("precision", "f1", "image_accuracy"):
-        sw[c] = [_pct(v) for v in sw[c]]
-    lines += [
-        f"## (d) Model-size sweep{label} (Fig. S7A)",
-        "",
-        "Paper: networks from 1 M to 76 M parameters; 76,483,502 is the published network "
-        "(`paper` preset). Metrics on the hold-out test slices (semi-supervised training).",
-        "",
-        markdown_table(sw),
-        "",
-    ]
-    # (e)
-    sp = speed[
-        [
-            "preset",
-            "parameters",
-            "weights",
-            "slice_height",
-            "slice_width",
-            "slices_timed",
-            "seconds_per_slice",
-            "megapixels_per_second",
-            "paper_volume_seconds",
-            "hardware",
-        ]
-    ].copy()
-    lines += [
-        "## (e) Segmentation speed",
-        "",
-        "Measured with `sxtquant.nn.predict.predict_slices` (tile "
-        f"{config['tile']}, overlap {config['overlap']}, batch {config['batch_size']}) on "
-        "the hardware named in the table; `paper_volume_seconds` extrapolates the measured "
-        "pixel throughput to the paper's volume (350 slices of 1324×1284). Paper: < 300 s on "
-        "an NVIDIA RTX 3090 — a different machine, so compare with care.",
-        "",
-        markdown_table(sp),
-        "",
-    ]
-    # (f)
-    fs = filo_summary[
-        ["quantity", "unit", "mean", "sd", "n", "paper_mean", "paper_sd", "paper_n"]
-    ].copy()
-    n_total, n_found = len(filo), int(filo["detected"].astype(bool).sum())
-    lines += [
-        "## (f) Filopodia morphology (Fig. 3B) on simulated filopodia (simulated)",
-        "",
-        f"{n_total} simulated filopodia ({config['benchmark']['filopodia_cells']} phantom "
-        f"cells); {n_found} found and measured by `sxtquant.quantify.filopodia.analyze` from their "
-        "ground-truth voxels. Measured against the simulator's analytic geometry "
-        "(`filopodia.csv` has every filopodium, measured beside true):",
-        "",
-        markdown_table(filo_err),
-        "",
-        "Population values beside the paper's (n = 59 real filopodia; the simulated ones "
-        "are drawn with radius 40–90 nm and length 0.3–2 µm, so agreement of the means is "
-        "by construction, not a result):",
-        "",
-        markdown_table(fs),
-        "",
-        "## Timings",
-        "",
-        markdown_table(
-            pd.DataFrame(
-                [(k, v) for k, v in record["timings_seconds"].items()],
-                columns=["stage", "seconds"],
-            )
-        ),
-        "",
-    ]
-    return io.write_text("\n".join(lines), out / "report.md")
-
-
-def _conditions_text(conditions: dict) -> str:
-    acq = conditions.get("acquisition", {})
-    if not acq:
-        return "–"
-    return (
-        f"±{acq['tilt_max_deg']:g}°, blur {acq['blur_fwhm_nm']:.0f} nm, dose "
-        f"{acq['dose']:.0f}, jitter {acq['jitter_px']:.2f} px"
-    )
+    blocks = {}
+    for method in METHODS:
+        mine = classes_per_slice[classes_per_slice["method"] == method]
+        if mine.empty:
+            continue
+        blocks[method] = {
+            "mean": {k: float(mine[k].mean()) for k in CLASS_KEYS},
+            "sd": {
+                k: float(mine[k].std(ddof=1)) if len(mine) > 1 else math.nan for k in CLASS_KEYS
+            },
+            "n_slices": len(mine),
+        }
+    return blocks

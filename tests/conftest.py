@@ -16,6 +16,47 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import pytest
 
+# The determinism check of the suite (docs/testing.md): `SXTQUANT_TEST_THREADS=2 make test`
+# runs every test, and every CLI subprocess, with that many torch threads instead of the
+# tests' own choice; every verdict must be the same under 1 and 2 threads.
+TEST_THREADS_ENV = "SXTQUANT_TEST_THREADS"
+
+
+def test_threads(default: int) -> int:
+    """Torch threads for a test: ``$SXTQUANT_TEST_THREADS`` when set, else ``default``."""
+    return int(os.environ.get(TEST_THREADS_ENV) or default)
+
+
+test_threads.__test__ = False  # a helper, not a test
+
+
+def pytest_configure(config):
+    if os.environ.get(TEST_THREADS_ENV):
+        import torch
+
+        threads = test_threads(1)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # for the CLI subprocesses
+
+
+def pytest_report_header(config):
+    import torch
+
+    return f"torch threads: {torch.get_num_threads()} (${TEST_THREADS_ENV}=" + (
+        os.environ.get(TEST_THREADS_ENV, "") + ")"
+    )
+
+
+@pytest.fixture
+def torch_threads():
+    """Run the test with :func:`test_threads` (default 1) torch threads, then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(test_threads(1))
+    yield
+    torch.set_num_threads(before)
+
 
 @dataclass
 class CliResult:

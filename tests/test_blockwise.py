@@ -156,14 +156,9 @@ def mask_threshold(probability: np.ndarray) -> float:
 
 
 @pytest.fixture
-def one_thread():
-    """One torch thread: on busy shared cores two threads mostly wait for each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(torch_threads):
+    """One torch thread (unless $SXTQUANT_TEST_THREADS says otherwise): on busy shared
+    cores two threads mostly wait for each other."""
 
 
 def test_segmentation_in_blocks_equals_whole(tmp_path, tomogram, one_thread):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import test_threads
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -76,7 +78,7 @@ def test_readme_tour_and_python_example_run(tmp_path):
     commands = _console_commands()
     assert len(commands) >= 5
     assert sum(bool(shown) for _, shown in commands) >= 3, "the tour shows real output"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(test_threads(2))}
     for command, shown in commands:
         argv = shlex.split(command)
         assert argv[0] == "sxtquant", command

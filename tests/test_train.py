@@ -31,7 +31,7 @@ from sxtquant.train.data import (
 from sxtquant.train.loop import LOG_COLUMNS, save_training_checkpoint, train, unsupervised_schedule
 from sxtquant.train.losses import image_loss, ssim
 from sxtquant.train.steps import frozen, supervised_step, unsupervised_step
-from tests.conftest import CliResult, assert_user_error
+from tests.conftest import CliResult, assert_user_error, test_threads
 
 TINY = dict(
     preset="tiny",
@@ -44,12 +44,9 @@ TINY = dict(
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread: fast and stable on a shared, busy machine (OpenMP spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(torch_threads):
+    """One CPU thread (unless $SXTQUANT_TEST_THREADS says otherwise): fast on a shared,
+    busy machine (OpenMP spinning)."""
 
 
 def ring_slices(n: int, size: int = 48, seed: int = 0):
@@ -466,7 +463,7 @@ def test_train_config_validates_its_fields():
 
 
 def test_cli_trains_on_a_dataset_folder(tmp_path, run_cli, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", str(test_threads(1)))
     root = write_dataset(tmp_path / "data")
     out = tmp_path / "run"
     args = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2"]
