@@ -341,6 +341,33 @@ def test_filopodia_tables_beside_the_table(run_cli, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cell_objects.filopodia.csv").exists()
     assert (tmp_path / "cell_objects.filopodia_summary.csv").exists()
+    assert not (tmp_path / "cell_objects.filopodia.tif").exists()  # only with --labels-out
+
+
+def test_filopodia_labels_are_numbered_like_the_filopodia_table(run_cli, tmp_path):
+    spacing = 10.0
+    grid = (80, 80, 170)
+    cell = digitize(Sphere((400.0, 400.0, 400.0), 300.0), grid, spacing)
+    cell |= digitize(Capsule((400.0, 400.0, 650.0), (400.0, 400.0, 1500.0), 60.0), grid, spacing)
+    src = tmp_path / "cell.tif"
+    write_volume(src, cell.astype(np.uint8) * 255, spacing)
+    out = tmp_path / "cell_objects.csv"
+    args = ("--filopodia", "--labels-out", tmp_path / "objects.tif", "-o", out)
+    result = run_cli("quantify", src, *args)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "cell_objects.filopodia.csv")
+    assert len(table) == 1
+    volume = read_volume(tmp_path / "cell_objects.filopodia.tif")
+    labels = np.asarray(volume.data)
+    assert tuple(volume.voxel_size_nm) == pytest.approx((spacing,) * 3)
+    assert set(np.unique(labels)) - {0} == set(table["label"])
+    for row in table.to_dict("records"):
+        mine = labels == row["label"]
+        assert mine.sum() == row["voxels"]
+        assert cell[mine].all()  # a part of the cell
+        # the filopodium is the capsule, beyond the body (x from 700 nm to 1560 nm)
+        assert 900.0 < row["centroid_x_nm"] < 1300.0
+        assert row["centroid_x_nm"] == pytest.approx(np.argwhere(mine)[:, 2].mean() * spacing)
 
 
 def test_2d_input_is_refused(run_cli, tmp_path):
@@ -395,3 +422,28 @@ def test_empty_mask_gives_header_only_table(run_cli, tmp_path):
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out)
     assert table.empty and list(table.columns) == list(COLUMNS)
+
+
+@pytest.mark.parametrize("spacing", [(10.0, 10.0, 10.0), (25.0, 10.0, 8.0)])
+def test_centroid_is_exact_on_symmetric_shapes(spacing):
+    """A box of voxels and a sphere centred on a voxel centre: the centroid is their
+    centre, in nm from voxel (0, 0, 0), also for anisotropic voxels."""
+    labels = np.zeros((30, 60, 70), dtype=np.uint16)
+    labels[3:10, 5:22, 40:61] = 1  # centre index (6, 13, 50)
+    centre = tuple(c * s for c, s in zip((18, 35, 20), spacing, strict=True))
+    paint(labels, Sphere(centre, 80.0), 2, spacing)
+    table = measure_objects(labels, spacing).set_index("label")
+    got = table[["centroid_z_nm", "centroid_y_nm", "centroid_x_nm"]].to_numpy()
+    expected = [[6 * spacing[0], 13 * spacing[1], 50 * spacing[2]], list(centre)]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_centroid_of_an_asymmetric_object_is_its_voxel_mean():
+    rng = np.random.default_rng(3)
+    labels = (rng.random((12, 20, 16)) < 0.3).astype(np.uint8)
+    labels[:, :, :3] = 0  # the object does not start at the volume's corner
+    spacing = (30.0, 9.0, 11.0)
+    row = measure_objects(labels, spacing).iloc[0]
+    mean = np.argwhere(labels).mean(axis=0) * np.asarray(spacing)
+    got = row[["centroid_z_nm", "centroid_y_nm", "centroid_x_nm"]].to_numpy(float)
+    np.testing.assert_allclose(got, mean, rtol=1e-12)

@@ -39,7 +39,9 @@ require 3D input: a single 2D image is refused.
 TABLE, <stem>.filopodia.csv (one row per filopodium) and <stem>.filopodia_summary.csv
 (mean and SD per quantity of Fig. 3B of Dyhr et al. 2023). --labels-out PATH saves
 the measured objects as an instance-label volume (uint16, or uint32 past 65535
-objects; .tif keeps the voxel size for Fiji/MIB).
+objects; .tif keeps the voxel size for Fiji/MIB); with --filopodia it also writes
+<stem>.filopodia.tif beside TABLE, each filopodium under its label in the filopodia
+table (one mask at a time).
 
 A MASK stored as OME-Zarr (.zarr, .ome.zarr) is processed block by block
 (--block-slices slices at a time; objects crossing blocks are merged, the table is
@@ -77,6 +79,7 @@ from sxtquant.quantify.recipe import SEGMENTATION, ObjectRecipe
 from sxtquant.scale.measurement import (
     QuantifySpec,
     _labels_file,
+    filopodia_labels_path,
     filopodia_paths,
     measure_file,
     quantify_job,
@@ -279,6 +282,10 @@ def _run_single(path, out: Path, args, spec: QuantifySpec, scheduler) -> int:
             done.append(Path(args.labels_out))
         dtype = labels.dtype if labels is not None else _stored_dtype(args.labels_out)
         report.append(f"{args.labels_out}: instance labels ({dtype})")
+        if measured.filopodia_labels is not None:
+            path = filopodia_labels_path(out)
+            outputs.append((path, lambda p: write_volume(p, measured.filopodia_labels, voxel)))
+            report.append(f"{path}: filopodia labels, numbered as in {filopodia_paths(out)[0]}")
     _write_all(outputs, done)
     print("\n".join(report))
     return 0

@@ -65,6 +65,9 @@ COLUMNS = (
     "slice_second_axis_nm_sd",
     "slice_perimeter_nm_mean",
     "slice_perimeter_nm_sd",
+    "centroid_z_nm",
+    "centroid_y_nm",
+    "centroid_x_nm",
     "touches_border",
 )
 
@@ -141,7 +144,10 @@ def measure_objects(
         ``slice_second_axis_nm_mean/_sd``, ``slice_perimeter_nm_mean/_sd`` (per
         z-slice cross-section: axes of the ellipse with the same second moments and
         the boundary length, mean and SD with ddof = 1 over the slices that contain
-        the object) and ``touches_border``. An object present in one slice only has
+        the object), ``centroid_z_nm``, ``centroid_y_nm``, ``centroid_x_nm`` (mean
+        position of the object's voxel centres, voxel (0, 0, 0) at 0 nm: the
+        coordinates of the simulator and of ``objects.csv``) and
+        ``touches_border``. An object present in one slice only has
         NaN slice SDs. The surface of an object cut by the volume's edge is closed
         along that edge. An empty ``labels`` gives an empty table with these columns.
 
@@ -202,6 +208,7 @@ def _measure_one(labels, label, box, spacing) -> list:
     axes = ellipsoid_axes(_covariance_3d(sums, sz), spacing)
     slices = _slice_values(mask, sums, sy, sx)
     area = _surface_area(mask, spacing, volume)
+    centroid = _centroid(sums, box, spacing)
     return [
         int(label),
         int(n),
@@ -214,8 +221,21 @@ def _measure_one(labels, label, box, spacing) -> list:
         *_mean_sd(slices["first_axis_nm"]),
         *_mean_sd(slices["second_axis_nm"]),
         *_mean_sd(slices["perimeter_nm"]),
+        *centroid,
         bool(touches),
     ]
+
+
+def _centroid(sums: dict[str, np.ndarray], box, spacing) -> tuple[float, float, float]:
+    """(z, y, x) mean voxel-centre position (nm) in the volume's coordinates, from the
+    per-slice sums of the object's padded crop."""
+    n = sums["n"]
+    total = n.sum()
+    local = np.array(
+        [(np.arange(n.size) * spacing[0]) @ n, sums["y"].sum(), sums["x"].sum()]
+    ) / max(total, 1)
+    origin = np.array([(s.start - _PAD) * sp for s, sp in zip(box, spacing, strict=True)])
+    return tuple(float(v) for v in origin + local)
 
 
 def _mean_sd(values: np.ndarray) -> tuple[float, float]:

@@ -43,6 +43,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "measurement": (
             "Measured",
             "QuantifySpec",
+            "filopodia_labels_path",
             "filopodia_paths",
             "measure_file",
             "quantify_job",

@@ -407,6 +407,8 @@ def _measure_some(labels, items, spacing, shape):
             crop = np.asarray(labels[box[0] : box[1], box[2] : box[3], box[4] : box[5]])
             row = measure_objects((crop == label).view(np.uint8), spacing)
             row["label"] = int(label)
+            for axis, name in enumerate(("z", "y", "x")):  # crop to volume coordinates
+                row[f"centroid_{name}_nm"] += box[2 * axis] * spacing[axis]
             row["touches_border"] = bool(
                 _touches_edge(np.asarray([box[0::2]]), np.asarray([box[1::2]]), shape)[0]
             )

@@ -19,6 +19,13 @@ from sxtquant.quantify.recipe import ObjectRecipe, objects_from_membranes
 from sxtquant.scale.blocks import DEFAULT_BLOCK_SLICES
 
 
+def filopodia_labels_path(table_path):
+    """The filopodia's label volume written beside ``table_path`` (``--labels-out``)."""
+    table_path = Path(table_path)
+    stem = table_path.with_suffix("") if table_path.suffix else table_path
+    return stem.with_name(stem.name + ".filopodia.tif")
+
+
 def filopodia_paths(table_path):
     """The per-filopodium and summary tables written beside ``table_path``."""
     table_path = Path(table_path)
@@ -75,12 +82,15 @@ class QuantifySpec:
 @dataclass(frozen=True)
 class Measured:
     """The objects of one mask: ``table``, ``labels`` (in memory, or None when they
-    were written block by block or not kept), ``filopodia`` tables, ``voxel`` size."""
+    were written block by block or not kept), ``filopodia`` tables, ``voxel`` size and
+    ``filopodia_labels`` (each filopodium of the table under its ``label``, 0 elsewhere;
+    None without ``filopodia``)."""
 
     table: Any
     labels: Any
     filopodia: Any
     voxel: tuple[float, float, float]
+    filopodia_labels: Any = None
 
 
 def _require_3d(path, shape) -> None:
@@ -138,12 +148,16 @@ def measure_file(
             exclude_border_objects=spec.exclude_border,
         )
     table = measure_objects(labels, voxel)
-    filopodia = None
+    filopodia = filopodia_labels = None
     if spec.filopodia:
-        from sxtquant.quantify.filopodia import analyze
+        from sxtquant.quantify.filopodia import find_filopodia, summarize
 
-        filopodia = analyze(data, voxel, kind=kind)
-    return Measured(table, labels, filopodia, voxel)
+        per, candidates = find_filopodia(data, voxel, kind=kind)
+        filopodia = (per, summarize(per))
+        # the candidates that were kept, under the table's labels
+        keep = np.isin(candidates, per["label"].to_numpy())
+        filopodia_labels = np.where(keep, candidates, 0).astype(candidates.dtype)
+    return Measured(table, labels, filopodia, voxel, filopodia_labels)
 
 
 def _measure_blocks(path, spec, scheduler, labels_out, work_dir, progress) -> Measured:
