@@ -328,14 +328,20 @@ def test_separate_and_fill(run_cli, tmp_path):
     assert table["volume_nm3"][0] == pytest.approx(ball.volume_nm3, rel=0.03)
 
 
-def test_filopodia_tables_beside_the_table(run_cli, tmp_path):
-    pytest.importorskip("sxtquant.quantify.filopodia")
-    spacing = 10.0
+def _cell_with_a_filopodium(tmp_path, spacing: float):
+    """A ball (r 300 nm) with one capsule (r 60 nm) along x, saved as a 0/255 TIFF."""
     grid = (80, 80, 170)
     cell = digitize(Sphere((400.0, 400.0, 400.0), 300.0), grid, spacing)
     cell |= digitize(Capsule((400.0, 400.0, 650.0), (400.0, 400.0, 1500.0), 60.0), grid, spacing)
     src = tmp_path / "cell.tif"
     write_volume(src, cell.astype(np.uint8) * 255, spacing)
+    return cell, src
+
+
+def test_filopodia_tables_beside_the_table(run_cli, tmp_path):
+    pytest.importorskip("sxtquant.quantify.filopodia")
+    spacing = 10.0
+    _, src = _cell_with_a_filopodium(tmp_path, spacing)
     out = tmp_path / "cell_objects.csv"
     result = run_cli("quantify", src, "--filopodia", "-o", out)
     assert result.returncode == 0, result.stderr
@@ -346,11 +352,7 @@ def test_filopodia_tables_beside_the_table(run_cli, tmp_path):
 
 def test_filopodia_labels_are_numbered_like_the_filopodia_table(run_cli, tmp_path):
     spacing = 10.0
-    grid = (80, 80, 170)
-    cell = digitize(Sphere((400.0, 400.0, 400.0), 300.0), grid, spacing)
-    cell |= digitize(Capsule((400.0, 400.0, 650.0), (400.0, 400.0, 1500.0), 60.0), grid, spacing)
-    src = tmp_path / "cell.tif"
-    write_volume(src, cell.astype(np.uint8) * 255, spacing)
+    cell, src = _cell_with_a_filopodium(tmp_path, spacing)
     out = tmp_path / "cell_objects.csv"
     args = ("--filopodia", "--labels-out", tmp_path / "objects.tif", "-o", out)
     result = run_cli("quantify", src, *args)
