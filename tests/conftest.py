@@ -16,9 +16,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import pytest
 
-# The determinism check of the suite (docs/testing.md): `SXTQUANT_TEST_THREADS=2 make test`
-# runs every test, and every CLI subprocess, with that many torch threads instead of the
-# tests' own choice; every verdict must be the same under 1 and 2 threads.
+# The determinism check of the suite (docs/evaluation.md, "Two layers of tests"):
+# `SXTQUANT_TEST_THREADS=2 make test` runs every test, and every CLI subprocess, with that
+# many torch threads instead of the tests' own choice; every verdict must be the same
+# under 1 and 2 threads.
 TEST_THREADS_ENV = "SXTQUANT_TEST_THREADS"
 
 
