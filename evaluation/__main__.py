@@ -74,7 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated presets trained for the model-size sweep (d) (default: the "
         "evaluated preset with --quick, all four otherwise)",
     )
-    run.add_argument("--seed", type=int, default=0, help="seed of the data and the sweep")
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the real data's hold-out split and of the speed measurement's input "
+        "(the simulated benchmark has its own seed; training seeds: --seeds)",
+    )
     run.add_argument(
         "--seeds",
         type=_seeds,

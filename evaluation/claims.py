@@ -29,7 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["CLAIMS", "NOT_REPRODUCED", "REPRODUCED", "Claim", "score_claim", "score_claims"]
+__all__ = [
+    "CLAIMS",
+    "NOT_REPRODUCED",
+    "REPRODUCED",
+    "Claim",
+    "percent_scale",
+    "score_claim",
+    "score_claims",
+]
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced at this size"
@@ -116,6 +124,12 @@ CLAIMS = (
         higher_is_better=False,
     ),
 )
+
+
+def percent_scale(statistic: str) -> float:
+    """The factor that puts a claim's values in percent: the median and pooled
+    statistics are fractions, the class means (``mean``) are percentages already."""
+    return 1.0 if statistic == "mean" else 100.0
 
 
 def _wide(table: pd.DataFrame, method: str, columns: list[str]) -> pd.DataFrame:

@@ -1074,13 +1074,13 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
 
     # ---- classical baselines, trained on the same labelled slices (the forest per seed)
     train_data = dataset.training_data()
-    for method in BASELINE_METHODS:
-        for seed in config.seeds if method == "random-forest" else (first,):
-            baseline = (
-                RandomForestBaseline(seed=seed, **config.forest)
-                if method == "random-forest"
-                else OtsuBaseline()
-            )
+    baselines = {  # method: (seeds, a fresh baseline for a seed); Otsu's has no seed
+        "random-forest": (config.seeds, lambda s: RandomForestBaseline(seed=s, **config.forest)),
+        "otsu": ((first,), lambda s: OtsuBaseline()),
+    }
+    for method, (seeds, make) in baselines.items():
+        for seed in seeds:
+            baseline = make(seed)
             b0 = time.perf_counter()
             baseline.fit(list(train_data.images), list(train_data.labels))
             fit_seconds = time.perf_counter() - b0
@@ -1173,18 +1173,13 @@ def _run(config: HarnessConfig, out, *, data, cache, quiet: bool) -> dict:
 
 def _class_blocks(classes_per_slice: pd.DataFrame) -> dict:
     """Mean and SD (over every seed's slices) of each expert-comparison class, per method."""
-    from sxtquant.evaluate.metrics import CLASS_KEYS
+    from sxtquant.evaluate.classes import summarize_classes
 
     blocks = {}
     for method in METHODS:
         mine = classes_per_slice[classes_per_slice["method"] == method]
         if mine.empty:
             continue
-        blocks[method] = {
-            "mean": {k: float(mine[k].mean()) for k in CLASS_KEYS},
-            "sd": {
-                k: float(mine[k].std(ddof=1)) if len(mine) > 1 else math.nan for k in CLASS_KEYS
-            },
-            "n_slices": len(mine),
-        }
+        summary = summarize_classes(mine)
+        blocks[method] = {"mean": summary["mean"], "sd": summary["sd"], "n_slices": len(mine)}
     return blocks

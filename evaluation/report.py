@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation.claims import percent_scale
 from evaluation.paper import PAPER
 from sxtquant import io
 
@@ -51,12 +52,6 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 def _pct(value) -> str:
     return "–" if value is None or not math.isfinite(float(value)) else f"{100 * value:.1f} %"
-
-
-def _signed(value, unit: str) -> str:
-    if value is None or not math.isfinite(float(value)):
-        return "–"
-    return f"{float(value):+.1f}{unit}"
 
 
 def _pm(mean, sd) -> str:
@@ -122,7 +117,8 @@ def write_report(out: str | os.PathLike) -> Path:
             "| --- | --- | --- | --- | --- |",
             f"| median per-slice precision, mean over {semi['n_seeds']} seeds | "
             f"{_pct(semi['better_value'])} | {_pct(semi['worse_value'])} | "
-            f"{_interval(semi, 100, ' points')} | at least 14 % higher with semi-supervision |",
+            f"{_interval(semi, percent_scale(semi['statistic']), ' points')} | "
+            "at least 14 % higher with semi-supervision |",
             "",
             "Per seed (median per-slice precision):",
             "",
@@ -313,7 +309,7 @@ def _claims_section(claims: pd.DataFrame, seeds, label: str) -> list[str]:
             "better": [_claim_value(r, "better_value") for r in claims.to_dict("records")],
             "worse": [_claim_value(r, "worse_value") for r in claims.to_dict("records")],
             "difference [95 % interval]": [
-                _interval(r, 1 if r["statistic"] == "mean" else 100, " points")
+                _interval(r, percent_scale(r["statistic"]), " points")
                 for r in claims.to_dict("records")
             ],
             "seeds": claims["n_seeds"],

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from evaluation import harness
-from evaluation.claims import CLAIMS, REPRODUCED
+from evaluation.claims import CLAIMS, REPRODUCED, percent_scale
 
 # ---- thresholds of the claims run (simulated data, tiny preset; see docs/evaluation.md),
 # on the mean over the training seeds
@@ -48,7 +48,7 @@ def test_claim(quick_run, claim):
     out, _ = quick_run
     claims = pd.read_csv(out / "claims.csv").set_index("claim")
     row = claims.loc[claim.key]
-    scale = 1 if claim.statistic == "mean" else 100
+    scale = percent_scale(claim.statistic)
     summary = (
         f"{claim.text}: {claim.better} {scale * row['better_value']:.1f}, {claim.worse} "
         f"{scale * row['worse_value']:.1f}; difference {scale * row['difference']:+.1f} "
