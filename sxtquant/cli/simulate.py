@@ -16,9 +16,16 @@ Writes into OUT_DIR:
   simulation.json  seed, voxel size and every acquisition/content parameter
   preview_xy.png, preview_xz.png   with --preview
 
+With --field-of-view the cell is larger than the volume and cut by its borders (part
+of a mammalian cell: a stretch of the cell edge with its filopodia crosses the field
+of view); objects.csv flags every cut object in touches_border.
+
 With --dataset, OUT_DIR becomes a training set of 2D slices:
   dataset.json, labeled/images/<tomo>_z<zzzz>.tif (float32), labeled/labels/... (uint8
-  0/255), unlabeled/images/..., and test/images + test/labels with --test-tomograms.
+  0/255), labeled/regions/... (uint8 0 = outside the cell, 1 = cell, 2 = organelle),
+  unlabeled/images/..., and test/{images,labels,regions} with --test-tomograms.
+  With --stacks: one 3D file per tomogram, <split>/images/<tomo>.tif etc., every slice.
+  --field-of-view F simulates the fraction F of the tomograms in field-of-view mode.
 Unlabelled (and test) tomograms draw their conditions with
 sxtquant.simulate.sample_conditions: the test conditions lie outside the training ranges.
 Labelled tomograms are simulated at the standard conditions, or with
@@ -124,6 +131,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="multiplies organelles per µm³ of cytoplasm (default 1)",
     )
     cell.add_argument(
+        "--field-of-view",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="FRACTION",
+        help="field-of-view mode: the cell is larger than the volume and cut by its "
+        "borders; with --dataset, the fraction (0-1) of tomograms in that mode (alone: "
+        "all). Put it after OUT_DIR",
+    )
+    cell.add_argument(
         "--fiducials",
         type=int,
         default=None,
@@ -178,6 +196,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ds.add_argument(
         "--slice-step", type=int, default=1, metavar="K", help="keep every K-th z slice (default 1)"
     )
+    ds.add_argument(
+        "--stacks",
+        action="store_true",
+        help="one 3D file per tomogram (<split>/images/<tomo>.tif, every z slice; "
+        "--slice-step is ignored) instead of one file per slice",
+    )
 
 
 def _check(args: argparse.Namespace):
@@ -196,6 +220,16 @@ def _check(args: argparse.Namespace):
             raise InputError("--" + name.replace("_", "-"), "must be >= 0")
     if args.slice_step < 1:
         raise InputError("--slice-step", f"must be >= 1, got {args.slice_step}")
+    fov = args.field_of_view
+    if not (math.isfinite(fov) and 0 <= fov <= 1):
+        raise InputError("--field-of-view", f"must be a fraction from 0 to 1, got {fov}")
+    if not args.dataset and fov not in (0, 1):
+        raise InputError(
+            "--field-of-view",
+            f"a fraction ({fov}) needs --dataset; for one tomogram give the option alone",
+        )
+    if args.stacks and not args.dataset:
+        raise InputError("--stacks", "only with --dataset")
     try:
         acquisition = Acquisition(
             tilt_max_deg=args.tilt_max,
@@ -211,6 +245,7 @@ def _check(args: argparse.Namespace):
             organelle_density=args.organelle_density,
             filopodia=args.filopodia,
             fiducials=args.fiducials,
+            field_of_view=fov == 1,
         )
     except ValueError as exc:
         raise InputError("simulate", str(exc)) from None
@@ -238,11 +273,13 @@ def run(args: argparse.Namespace) -> int:
                 voxel_size_nm=args.voxel_size,
                 slice_step=args.slice_step,
                 labeled_conditions=args.labeled_conditions,
+                layout="stacks" if args.stacks else "slices",
+                field_of_view=args.field_of_view,
             )
         except ValueError as exc:
             raise InputError("--dataset", str(exc)) from None
         if not args.quiet:
-            print(f"wrote {n} tomograms' slices into {out}")
+            print(f"wrote {n} tomograms' {'stacks' if args.stacks else 'slices'} into {out}")
         return 0
     from sxtquant.simulate.files import write_simulation
     from sxtquant.simulate.tomogram import simulate_tomogram

@@ -21,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         ),
         "files": ("write_dataset", "write_previews", "write_simulation"),
         "phantom": ("make_phantom",),
+        "regions": ("region_masks", "region_labels"),
         "shapes": (
             "ellipse_perimeter",
             "ellipsoid_surface_area",

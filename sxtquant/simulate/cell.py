@@ -12,6 +12,13 @@ from sxtquant.simulate.shapes import ellipsoid_surface_area
 
 if TYPE_CHECKING:
     import pandas as pd
+from sxtquant.simulate.field_of_view import (
+    _RIM_STEP,
+    _cytoplasm_inside_um3,
+    _field_of_view_body,
+    _field_of_view_nucleus,
+    _rim_angles_inside,
+)
 from sxtquant.simulate.geometry import (
     _arc,
     _Ellipsoid,
@@ -21,6 +28,7 @@ from sxtquant.simulate.geometry import (
     _Sphere,
     _Tube,
     _unit,
+    _volume_box,
 )
 
 #: Linear absorption coefficients in µm⁻¹ near 517 eV (water window), see docs/simulator.md.
@@ -85,6 +93,15 @@ class CellContent:
         LAC of the cytoplasm in µm⁻¹ (cells differ in their cytoplasm density).
     texture : float
         Amplitude of the cytoplasm's smooth density variations, in µm⁻¹.
+    field_of_view : bool
+        Field-of-view mode: the cell body is larger than the volume and cut by its
+        borders, as in a tomogram of part of a mammalian cell. Laterally the body
+        extends beyond one to three of the four sides, so a curved stretch of the cell
+        edge (with the filopodia) crosses the volume and some ice lies beside it; in z
+        the cell lies inside, or its top and/or bottom lie outside the volume.
+        Organelles lie in the part of the cell inside the volume and may be cut by its
+        faces; ``touches_border`` in the table flags every cut object. ``False`` (the
+        default): the whole cell lies inside the volume.
     """
 
     organelle_density: float = 1.0
@@ -93,6 +110,7 @@ class CellContent:
     nucleus: bool = True
     cytoplasm_lac: float = LAC_PER_UM["cytoplasm"]
     texture: float = 0.02
+    field_of_view: bool = False
 
     def __post_init__(self):
         if not (self.organelle_density >= 0 and math.isfinite(self.organelle_density)):
@@ -103,6 +121,8 @@ class CellContent:
             raise ValueError(f"fiducials must be >= 0, got {self.fiducials}")
         if not self.cytoplasm_lac > LAC_PER_UM["ice"] * 0.5:
             raise ValueError(f"cytoplasm_lac must be a positive LAC, got {self.cytoplasm_lac}")
+        if self.field_of_view not in (True, False):
+            raise ValueError(f"field_of_view must be True or False, got {self.field_of_view!r}")
 
 
 @dataclass(frozen=True)
@@ -120,7 +140,8 @@ class Phantom:
         containing it (a mitochondrion's voxels are not the cell's).
     table : pandas.DataFrame
         One row per label: ``label``, ``class``, ``parent`` (label of the enclosing
-        object, 0 for none) and the analytic geometry in nm (see docs/simulator.md).
+        object, 0 for none), the analytic geometry in nm (see docs/simulator.md) and
+        ``touches_border`` (the label's voxels reach a face of the volume).
         ``volume_nm3`` and ``surface_area_nm2`` are those of the object's closed surface,
         so they compare with the voxels of the label *and its descendants*.
     voxel_size_nm : float
@@ -152,9 +173,12 @@ class _Placer:
         self.nucleus = nucleus
         self.pts = np.zeros((0, 3))
         self.rad = np.zeros(0)
+        self.rad_max = 0.0
+        self._last: tuple = (None, None, None)  # the spheres of the shape fits() saw last
 
     def fits(self, shape: _Shape) -> bool:
         p, r = shape.spheres()
+        self._last = (shape, p, r)
         if np.any(self.cell.sd(p[:, 0], p[:, 1], p[:, 2]) > -(r + _GAP_NM)):
             return False
         if self.nucleus is not None and np.any(
@@ -162,15 +186,25 @@ class _Placer:
         ):
             return False
         if len(self.pts):
-            d = np.linalg.norm(p[:, None, :] - self.pts[None, :, :], axis=2)
-            if np.any(d < r[:, None] + self.rad[None, :] + _GAP_NM):
-                return False
+            # only the placed spheres that can be close enough (the same decisions, faster)
+            reach = float(r.max()) + self.rad_max + _GAP_NM
+            near = np.all(
+                (self.pts >= p.min(axis=0) - reach) & (self.pts <= p.max(axis=0) + reach), axis=1
+            )
+            if near.any():
+                pts, rad = self.pts[near], self.rad[near]
+                d = np.linalg.norm(p[:, None, :] - pts[None, :, :], axis=2)
+                if np.any(d < r[:, None] + rad[None, :] + _GAP_NM):
+                    return False
         return True
 
     def add(self, shape: _Shape) -> None:
-        p, r = shape.spheres()
+        last, p, r = self._last
+        if last is not shape:
+            p, r = shape.spheres()
         self.pts = np.concatenate([self.pts, p])
         self.rad = np.concatenate([self.rad, r])
+        self.rad_max = max(self.rad_max, float(r.max()))
 
 
 def _geometry_row(shape: _Shape) -> dict:
@@ -241,12 +275,6 @@ def _geometry_row(shape: _Shape) -> dict:
     return row
 
 
-def _volume_box(shape_zyx, v) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.zeros(3)
-    hi = (np.asarray(shape_zyx, dtype=float) - 1) * v
-    return lo, hi
-
-
 def _inside_volume(shape: _Shape, shape_zyx, v, margin: float) -> bool:
     lo, hi = shape.bounds_nm()
     vlo, vhi = _volume_box(shape_zyx, v)
@@ -258,14 +286,20 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
     extent = np.array(shape_zyx, dtype=float) * v
     centre = (np.array(shape_zyx, dtype=float) - 1) * v / 2
     lateral = min(extent[1], extent[2])
-    rho = min(0.5 * extent[0] * rng.uniform(0.6, 0.8), 2000.0)
-    outer = lateral * rng.uniform(0.22, 0.28)
-    R = max(outer - rho, 0.2 * outer)
-    rho = outer - R if outer - R < rho else rho
-    c = centre + np.array(
-        [0.0, rng.uniform(-0.04, 0.04) * extent[1], rng.uniform(-0.04, 0.04) * extent[2]]
-    )
-    cell = _RoundedDisc(c=c, R=R, rho=rho)
+    fov = content.field_of_view
+    if fov:
+        cell = _field_of_view_body(rng, shape_zyx, v)
+        c, R, rho = cell.c, cell.R, cell.rho
+    else:
+        rho = min(0.5 * extent[0] * rng.uniform(0.6, 0.8), 2000.0)
+        outer = lateral * rng.uniform(0.22, 0.28)
+        R = max(outer - rho, 0.2 * outer)
+        rho = outer - R if outer - R < rho else rho
+        c = centre + np.array(
+            [0.0, rng.uniform(-0.04, 0.04) * extent[1], rng.uniform(-0.04, 0.04) * extent[2]]
+        )
+        cell = _RoundedDisc(c=c, R=R, rho=rho)
+    box_lo, box_hi = _volume_box(shape_zyx, v)
     objects: list[_Object] = []
     label = 1
 
@@ -285,10 +319,16 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
 
     # Filopodia: bent rods from points on the rim, initially along the surface normal.
     filopodia = []
-    for _ in range(content.filopodia):
-        for _attempt in range(40):
+    rim = _rim_angles_inside(cell, shape_zyx, v) if fov else None
+    for _ in range(content.filopodia if rim is None or len(rim) else 0):
+        # field-of-view mode: half of the filopodia are kept inside the volume if they fit
+        whole = fov and rng.random() < 0.5
+        for attempt in range(40):
             r = rng.uniform(40.0, 90.0)
-            phi = rng.uniform(0, 2 * math.pi)
+            if rim is None:
+                phi = rng.uniform(0, 2 * math.pi)
+            else:  # from the stretch of the rim inside the volume
+                phi = float(rng.choice(rim)) + rng.uniform(-0.5, 0.5) * _RIM_STEP
             elev = rng.uniform(-0.5, 0.5)  # angle on the rim's half-circle cross-section
             radial = np.array([0.0, math.sin(phi), math.cos(phi)])
             normal = _unit(np.array([math.sin(elev), 0, 0]) + math.cos(elev) * radial)
@@ -307,7 +347,16 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
                 step=min(2 * v, 40.0),
             )
             tube = _Tube(pts=pts, r=r, curvature=curvature)
-            if not _inside_volume(tube, shape_zyx, v, margin=2 * v):
+            if fov:
+                if whole and attempt < 30 and not _inside_volume(tube, shape_zyx, v, 2 * v):
+                    continue
+                # the rod joins the cell inside the volume and may leave it once (cut)
+                if not (np.all(base >= box_lo + r + v) and np.all(base <= box_hi - r - v)):
+                    continue
+                inside = np.all((pts >= box_lo) & (pts <= box_hi), axis=1)
+                if np.any(np.diff(inside.astype(np.int8)) > 0):
+                    continue
+            elif not _inside_volume(tube, shape_zyx, v, margin=2 * v):
                 continue
             # the rod must leave the cell and not come back, nor touch other rods
             tail = pts[pts.shape[0] // 4 :] if pts.shape[0] > 4 else pts[-1:]
@@ -360,7 +409,11 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
 
     # Nucleus: flattened ellipsoid with a double envelope.
     nucleus_shape = None
-    if content.nucleus:
+    if content.nucleus and fov:
+        nucleus_shape = _field_of_view_nucleus(rng, cell, shape_zyx, v, gap=2 * _GAP_NM)
+        if nucleus_shape is not None:
+            new("nucleus", nucleus_shape, cell_label, LAC_PER_UM["nucleoplasm"], "double")
+    elif content.nucleus:
         a_z = rho * rng.uniform(0.55, 0.7)
         a_xy = R * rng.uniform(0.45, 0.6) + rho * 0.2
         if a_z > 100 and a_xy > 200:
@@ -376,13 +429,20 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
                 new("nucleus", shape, cell_label, LAC_PER_UM["nucleoplasm"], "double")
     placer = _Placer(cell, nucleus_shape)
 
-    cyto_um3 = cell.volume / 1e9 - (
-        4 / 3 * math.pi * np.prod(nucleus_shape.axes) / 1e9 if nucleus_shape is not None else 0
-    )
+    if fov:  # the cytoplasm inside the volume
+        cyto_um3 = _cytoplasm_inside_um3(cell, nucleus_shape, shape_zyx, v)
+    else:
+        cyto_um3 = cell.volume / 1e9 - (
+            4 / 3 * math.pi * np.prod(nucleus_shape.axes) / 1e9 if nucleus_shape is not None else 0
+        )
     density = content.organelle_density
 
     def count(per_um3, cap):
         return int(min(cap, rng.poisson(per_um3 * density * cyto_um3)))
+
+    # At least one of each organelle class is tried; with density 0 the tries still
+    # draw their random numbers (so the fiducials don't move) but nothing is kept.
+    keep = density > 0
 
     def place(make, n, attempts=60):
         for _ in range(n):
@@ -394,6 +454,16 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
                     break
 
     def random_point(margin):
+        if fov:  # anywhere in the volume between the cell's top and bottom
+            z0 = max(c[0] - rho + margin, box_lo[0])
+            z1 = max(min(c[0] + rho - margin, box_hi[0]), z0)
+            return np.array(
+                [
+                    rng.uniform(z0, z1),
+                    rng.uniform(box_lo[1], box_hi[1]),
+                    rng.uniform(box_lo[2], box_hi[2]),
+                ]
+            )
         rr = (R + rho - margin) * math.sqrt(rng.random())
         phi = rng.uniform(0, 2 * math.pi)
         zz = rng.uniform(-1, 1) * max(rho - margin, 0)
@@ -415,7 +485,8 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
         )
 
     for shape in place(make_mito, max(1, count(6.0, 400))):
-        new("mitochondrion", shape, cell_label, LAC_PER_UM["mitochondrion"], "bilayer")
+        if keep:
+            new("mitochondrion", shape, cell_label, LAC_PER_UM["mitochondrion"], "bilayer")
 
     def make_er():
         r = rng.uniform(25.0, 45.0)
@@ -429,7 +500,8 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
         )
 
     for shape in place(make_er, max(1, count(10.0, 600))):
-        new("er", shape, cell_label, LAC_PER_UM["er_lumen"], "bilayer")
+        if keep:
+            new("er", shape, cell_label, LAC_PER_UM["er_lumen"], "bilayer")
 
     def make_sphere(rmin, rmax):
         def make():
@@ -442,9 +514,11 @@ def _build_cell(rng, shape_zyx, v, content: CellContent) -> list[_Object]:
 
     for shape in place(make_sphere(50.0, 150.0), max(1, count(40.0, 2000))):
         lac = rng.uniform(LAC_PER_UM["vesicle_lumen_min"], LAC_PER_UM["vesicle_lumen_max"])
-        new("vesicle", shape, cell_label, float(lac), "bilayer")
+        if keep:
+            new("vesicle", shape, cell_label, float(lac), "bilayer")
     for shape in place(make_sphere(80.0, 250.0), max(1, count(5.0, 300))):
-        new("lipid_droplet", shape, cell_label, LAC_PER_UM["lipid_droplet"], "monolayer")
+        if keep:
+            new("lipid_droplet", shape, cell_label, LAC_PER_UM["lipid_droplet"], "monolayer")
 
     # Gold fiducials: in the ice beside the cell (100–250 nm beads).
     n_gold = int(rng.integers(2, 5)) if content.fiducials is None else content.fiducials

@@ -82,6 +82,25 @@ def write_previews(sim, out) -> None:
         plt.close(fig)
 
 
+#: What ``dataset.json`` says about each layout's files.
+_LAYOUT_FILES = {
+    "slices": {
+        "images": "<split>/images/<tomo>_z<zzzz>.tif, one z slice, float32 raw reconstruction "
+        "(LAC, 1/um), not standardised",
+        "labels": "<split>/labels/<tomo>_z<zzzz>.tif, uint8 0/255 membranes (labeled, test)",
+        "regions": "<split>/regions/<tomo>_z<zzzz>.tif, uint8 0 = outside the cell, "
+        "1 = cell interior not in an organelle, 2 = organelle interior (labeled, test)",
+    },
+    "stacks": {
+        "images": "<split>/images/<tomo>.tif, every z slice, float32 raw reconstruction "
+        "(LAC, 1/um), not standardised",
+        "labels": "<split>/labels/<tomo>.tif, uint8 0/255 membranes (labeled, test)",
+        "regions": "<split>/regions/<tomo>.tif, uint8 0 = outside the cell, "
+        "1 = cell interior not in an organelle, 2 = organelle interior (labeled, test)",
+    },
+}
+
+
 def write_dataset(
     out,
     *,
@@ -93,22 +112,69 @@ def write_dataset(
     voxel_size_nm: float = 9.8,
     slice_step: int = 1,
     labeled_conditions: str = "standard",
+    layout: str = "slices",
+    field_of_view: float = 0.0,
 ) -> int:
-    """Write a semi-supervised training set: labelled, unlabelled and test 2D slices.
+    """Write a semi-supervised training set: labelled, unlabelled and test tomograms.
 
     Each tomogram has its own random stream spawned from ``seed``, in the order
     labelled, unlabelled, test; its conditions come from
-    :func:`sxtquant.simulate.conditions.sample_conditions`. Returns the number of
-    tomograms written. Layout: ``dataset.json`` describes it.
+    :func:`sxtquant.simulate.conditions.sample_conditions`. The labelled and test
+    tomograms come with their membrane labels and their regions
+    (:func:`sxtquant.simulate.regions.region_labels`). ``dataset.json`` describes the
+    files.
+
+    Parameters
+    ----------
+    out : path
+        The folder to write into.
+    seed : int
+    labeled, unlabeled, test : int
+        Number of tomograms of each split.
+    shape : (Z, Y, X) ints
+    voxel_size_nm : float
+    slice_step : int
+        ``layout="slices"``: keep every ``slice_step``-th z slice. Stacks hold every
+        slice whatever its value.
+    labeled_conditions : {"standard", "varied"}
+        See :func:`~sxtquant.simulate.conditions.sample_conditions`.
+    layout : {"slices", "stacks"}
+        ``slices``: one 2D file per kept slice, ``<split>/{images,labels,regions}/
+        <tomo>_z<zzzz>.tif``. ``stacks``: one 3D file per tomogram,
+        ``<split>/{images,labels,regions}/<tomo>.tif``. Images are float32 (LAC,
+        µm⁻¹), labels uint8 0/255, regions uint8 0/1/2; all carry the voxel size.
+    field_of_view : float
+        Fraction (0–1) of the tomograms simulated in field-of-view mode
+        (:attr:`CellContent.field_of_view`), decided per tomogram by one more number
+        of its own stream, drawn only when ``field_of_view > 0``: with 0 the data set
+        is the same as without the option, and a tomogram drawn not in field-of-view
+        mode is the same whatever the fraction.
+
+    Returns
+    -------
+    int
+        The number of tomograms written.
     """
+    import dataclasses
+    import math
+    from pathlib import Path
+
     import numpy as np
 
     from sxtquant.core.progress import progress
     from sxtquant.io.files import write_json
     from sxtquant.io.volumes import write_mask, write_volume
     from sxtquant.simulate.conditions import conditions_dict, sample_conditions
+    from sxtquant.simulate.regions import region_labels
     from sxtquant.simulate.tomogram import simulate_tomogram
 
+    if layout not in _LAYOUT_FILES:
+        raise ValueError(f"layout must be slices or stacks, got {layout!r}")
+    if not (math.isfinite(field_of_view) and 0 <= field_of_view <= 1):
+        raise ValueError(f"field_of_view must be a fraction from 0 to 1, got {field_of_view}")
+    if slice_step < 1:
+        raise ValueError(f"slice_step must be >= 1, got {slice_step}")
+    out = Path(out)
     root = np.random.SeedSequence(seed)
     plan = (
         [("labeled", i) for i in range(labeled)]
@@ -119,28 +185,43 @@ def write_dataset(
         raise ValueError("the dataset asks for no tomograms")
     seeds = root.spawn(len(plan))
     v = voxel_size_nm
+    step = slice_step if layout == "slices" else 1
     tomograms = []
     for (split, i), ss in zip(progress(plan, desc="tomograms", unit="tomo"), seeds, strict=True):
         rng = np.random.default_rng(ss)
         acquisition, content = sample_conditions(rng, split, labeled_conditions=labeled_conditions)
         tomo_seed = int(rng.integers(2**31))
+        fov = bool(field_of_view > 0 and rng.random() < field_of_view)
+        if fov:
+            content = dataclasses.replace(content, field_of_view=True)
         name = f"{split}{i:03d}"
         sim = simulate_tomogram(
             tuple(shape), v, seed=tomo_seed, content=content, acquisition=acquisition
         )
-        zs = list(range(0, sim.tomogram.shape[0], slice_step))
+        with_labels = split != "unlabeled"
+        regions = region_labels(sim.objects, sim.table) if with_labels else None
+        zs = list(range(0, sim.tomogram.shape[0], step))
         folder = out / split
-        for z in zs:
-            stem = f"{name}_z{z:04d}.tif"
-            write_volume(folder / "images" / stem, sim.tomogram[z].astype(np.float32), v)
-            if split != "unlabeled":
-                write_mask(folder / "labels" / stem, sim.membranes[z], v)
+        if layout == "slices":
+            for z in zs:
+                stem = f"{name}_z{z:04d}.tif"
+                write_volume(folder / "images" / stem, sim.tomogram[z].astype(np.float32), v)
+                if with_labels:
+                    write_mask(folder / "labels" / stem, sim.membranes[z], v)
+                    write_volume(folder / "regions" / stem, regions[z], v)
+        else:
+            stem = f"{name}.tif"
+            write_volume(folder / "images" / stem, sim.tomogram.astype(np.float32), v)
+            if with_labels:
+                write_mask(folder / "labels" / stem, sim.membranes, v)
+                write_volume(folder / "regions" / stem, regions, v)
         tomograms.append(
             {
                 "name": name,
                 "split": split,
                 "seed": tomo_seed,
                 "slices": zs,
+                "field_of_view": fov,
                 "membrane_fraction": float(sim.membranes.mean()),
                 "objects": {k: int(n) for k, n in sim.table["class"].value_counts().items()},
                 **conditions_dict(acquisition, content),
@@ -151,12 +232,10 @@ def write_dataset(
             "seed": seed,
             "voxel_size_nm": v,
             "shape_zyx": list(shape),
-            "slice_step": slice_step,
-            "layout": {
-                "images": "<split>/images/<tomo>_z<zzzz>.tif, float32 raw reconstruction "
-                "(LAC, 1/um), not standardised",
-                "labels": "<split>/labels/<tomo>_z<zzzz>.tif, uint8 0/255 membranes",
-            },
+            "slice_step": step,
+            "layout": layout,
+            "field_of_view": field_of_view,
+            "files": _LAYOUT_FILES[layout],
             "tomograms": tomograms,
         },
         out / "dataset.json",

@@ -129,12 +129,15 @@ class _Tube(_Shape):
 
     def spheres(self):
         # points every r/2 along the centreline
-        pts = [self.pts[0]]
+        pts = [self.pts[:1]]
+        steps: dict[int, np.ndarray] = {}
         for p0, p1 in zip(self.pts[:-1], self.pts[1:], strict=True):
-            n = max(1, math.ceil(np.linalg.norm(p1 - p0) / (0.5 * self.r)))
-            for s in np.linspace(0, 1, n + 1)[1:]:
-                pts.append(p0 + s * (p1 - p0))
-        pts = np.array(pts)
+            d = p1 - p0
+            n = max(1, math.ceil(np.linalg.norm(d) / (0.5 * self.r)))
+            if n not in steps:
+                steps[n] = np.linspace(0, 1, n + 1)[1:, None]
+            pts.append(p0 + steps[n] * d)
+        pts = np.concatenate(pts)
         return pts, np.full(len(pts), self.r)
 
     def pts_after(self, distance: float) -> np.ndarray:
@@ -153,6 +156,13 @@ class _Tube(_Shape):
         w = np.linalg.norm(seg, axis=1)
         mid = 0.5 * (self.pts[:-1] + self.pts[1:])
         return (mid * w[:, None]).sum(axis=0) / w.sum()
+
+
+def _volume_box(shape_zyx, v) -> tuple[np.ndarray, np.ndarray]:
+    """Corners (nm) of the box of the voxel centres of a (Z, Y, X) grid."""
+    lo = np.zeros(3)
+    hi = (np.asarray(shape_zyx, dtype=float) - 1) * v
+    return lo, hi
 
 
 def _arc(start, direction, bend_axis, length, curvature, step) -> np.ndarray:

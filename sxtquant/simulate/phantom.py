@@ -185,10 +185,16 @@ def make_phantom(
     if len(table):
         first = ["label", "class", "parent", "shape"]
         table = table[first + [c for c in table.columns if c not in first]]
-        table["touches_border"] = False
+        table["touches_border"] = table["label"].isin(_border_labels(labels))
     else:
         table = pd.DataFrame(columns=["label", "class", "parent", "shape"])
     return Phantom(lac=lac, membranes=membranes, objects=labels, table=table, voxel_size_nm=v)
+
+
+def _border_labels(labels: np.ndarray) -> np.ndarray:
+    """The labels with a voxel on any of the six faces of the volume."""
+    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]]
+    return np.unique(np.concatenate([f.ravel() for f in faces]))
 
 
 def _interior_lac(obj: _Object, box, v, sd, rng):

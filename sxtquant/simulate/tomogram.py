@@ -167,6 +167,8 @@ def simulate_tomogram(
     seed : int
         The same seed gives the same phantom, noise and reconstruction.
     content : CellContent, optional
+        What the cell contains; ``CellContent(field_of_view=True)`` simulates a cell
+        larger than the volume, cut by its borders (field-of-view mode).
     acquisition : Acquisition, optional
 
     Returns
