@@ -43,6 +43,18 @@ objects; .tif keeps the voxel size for Fiji/MIB); with --filopodia it also write
 <stem>.filopodia.tif beside TABLE, each filopodium under its label in the filopodia
 table (one mask at a time).
 
+Region probabilities ([0, 1], MASK's shape and voxel size; sxtquant.quantify.regions):
+--cell-probability PATH gives the cell instead of filled membranes (> --region-threshold,
+holes filled, also where the border cuts it open), --organelle-probability PATH one
+object per organelle. The objects are then the cell bodies (labels 1..), filopodia and
+organelles; a body is measured whole, organelles included. For MASK <stem>.mask.<ext>
+or <stem>.probability.<ext>, the <stem>.cell.probability.<ext> and
+<stem>.organelles.probability.<ext> beside it are used unless --no-regions or either
+option is given (a line says which). Without them, --fill also fills a cell that the
+volume's y/x border cuts open (on the convex side of its membrane). Filopodia that
+touch the volume's edge are flagged (touches_border) and, as in the paper's Fig. 3B,
+left out of the summary (its n_touching_border counts them).
+
 A MASK stored as OME-Zarr (.zarr, .ome.zarr) is processed block by block
 (--block-slices slices at a time; objects crossing blocks are merged, the table is
 the same as for the whole volume) unless --fill, --separate or --filopodia need the
@@ -65,6 +77,7 @@ then a folder that gets <tomogram>.labels.tif (.labels.ome.zarr for OME-Zarr).
 Examples:
   sxtquant quantify cell.mask.tif --fill --separate --min-voxels 50 --exclude-border \\
       -o cell_objects.csv --labels-out cell_objects.tif
+  sxtquant quantify seg/cell.mask.tif --filopodia -o cell.csv   # uses seg/cell.cell.probability.tif
   sxtquant quantify seg/ --min-voxels 50 -o session_objects.csv --scheduler local:4
 """
 
@@ -75,7 +88,8 @@ from pathlib import Path
 
 from sxtquant.cli.options import add_batch_options, add_voxel_size_option, check_batch_options
 from sxtquant.core.voxels import VoxelSize
-from sxtquant.quantify.recipe import SEGMENTATION, ObjectRecipe
+from sxtquant.quantify.recipe import SEGMENTATION, ObjectRecipe, objects_from_membranes
+from sxtquant.quantify.regions import REGION_THRESHOLD
 from sxtquant.scale.measurement import (
     QuantifySpec,
     _labels_file,
@@ -167,6 +181,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also save the measured objects as instance labels (e.g. objects.tif; a folder "
         "for several masks)",
     )
+    for flag, text in (
+        ("--cell-probability", "inside the cell: the cell comes from it, not from filled "
+         "membranes (default: <stem>.cell.probability.* beside <stem>.mask.*)"),
+        ("--organelle-probability", "inside an organelle: one object per organelle "
+         "(default: <stem>.organelles.probability.* beside <stem>.mask.*)"),
+    ):  # fmt: skip
+        parser.add_argument(flag, metavar="PATH", help="probability ([0, 1]) of being " + text)
+    parser.add_argument(
+        "--no-regions", action="store_true", help="do not use region probabilities beside MASK"
+    )
+    parser.add_argument(
+        "--region-threshold",
+        type=float,
+        default=REGION_THRESHOLD,
+        metavar="P",
+        help="inside the cell / an organelle where its probability > P (default: %(default)s)",
+    )
     parser.add_argument(
         "--dataset", help="HDF5 only: path of the dataset inside the file (default: the only one)"
     )
@@ -238,26 +269,76 @@ def run(args: argparse.Namespace) -> int:
             as_voxel_size(args.voxel_size)
         except ValueError as exc:
             raise InputError("--voxel-size", str(exc)) from None
+    if not 0.0 <= args.region_threshold < 1.0:
+        raise InputError("--region-threshold", f"must be in [0, 1), got {args.region_threshold}")
+    explicit = args.cell_probability or args.organelle_probability
+    if args.no_regions and explicit:
+        raise InputError("--no-regions", "contradicts --cell-probability/--organelle-probability")
     inputs = scale.expand_inputs(args.masks, skip=(".probability",))
     spec = _spec(args)
     if not inputs.collection:
-        return _run_single(inputs.paths[0], out, args, spec, scheduler)
+        regions = _region_files(inputs.paths[0], args)
+        return _run_single(inputs.paths[0], out, args, spec, scheduler, regions)
+    for path in inputs.paths:  # region probabilities: one mask at a time (for now)
+        if explicit or (not args.no_regions and any(_region_files(path, args))):
+            where = "--cell-probability" if args.cell_probability else "--organelle-probability"
+            raise InputError(
+                where if explicit else path,
+                "region probabilities go with one MASK; quantify the masks one at a time"
+                + ("" if explicit else ", or give --no-regions"),
+            )
     return _run_batch(inputs, out, args, spec, scheduler)
 
 
-def _run_single(path, out: Path, args, spec: QuantifySpec, scheduler) -> int:
+#: the region probabilities written beside ``<stem>.mask.*`` by a region-aware model
+REGION_MARKERS = {"cell": ".cell.probability", "organelles": ".organelles.probability"}
+
+
+def _region_files(path, args) -> tuple[Path | None, Path | None]:
+    """The cell and organelle probability files of MASK ``path``: given, or found beside
+    a ``<stem>.mask<ext>`` / ``<stem>.probability<ext>`` (``<ext>`` its own, .tif, .tiff,
+    .ome.zarr) unless ``--no-regions``."""
+    from sxtquant.io.formats import volume_stem
+
+    given = (args.cell_probability, args.organelle_probability)
+    if any(given) or args.no_regions:
+        return tuple(Path(p) if p else None for p in given)
+    path = Path(path)
+    stem = volume_stem(path)
+    if stem.lower().endswith(tuple(REGION_MARKERS.values())):  # a region file itself
+        return None, None
+    marker = next((m for m in (".mask", ".probability") if stem.lower().endswith(m)), "")
+    if not marker or len(stem) == len(marker):
+        return None, None
+    base = stem[: -len(marker)]
+    suffixes = dict.fromkeys([path.name[len(stem) :], ".tif", ".tiff", ".ome.zarr"])
+    found = []
+    for marker in REGION_MARKERS.values():
+        names = [path.with_name(base + marker + suffix) for suffix in suffixes if suffix]
+        found.append(next((p for p in names if p.exists()), None))
+    return found[0], found[1]
+
+
+def _run_single(path, out: Path, args, spec: QuantifySpec, scheduler, regions=(None, None)):
     from sxtquant import io, scale
     from sxtquant.io.files import write_table
     from sxtquant.io.volumes import write_volume
 
     if args.labels_out:
         _check_volume_suffix(args.labels_out)
-    blocks = spec.blockwise and io.format_of(path) == "zarr"
-    where = scheduler if blocks else scale.SchedulerSpec()
-    with scale.connect(where) as client:
-        measured = measure_file(
-            path, spec, scheduler=client, labels_out=args.labels_out, work_dir=out.parent
-        )
+    parts = None
+    if any(regions):
+        if not args.quiet:
+            used = zip(("cell", "organelles"), regions, strict=True)
+            print("region probabilities: " + "; ".join(f"{r} {p}" for r, p in used if p))
+        measured, parts = _measure_regions(path, regions, spec, args.region_threshold)
+    else:
+        blocks = spec.blockwise and io.format_of(path) == "zarr"
+        where = scheduler if blocks else scale.SchedulerSpec()
+        with scale.connect(where) as client:
+            measured = measure_file(
+                path, spec, scheduler=client, labels_out=args.labels_out, work_dir=out.parent
+            )
     table, labels, filopodia, voxel = (
         measured.table,
         measured.labels,
@@ -267,13 +348,14 @@ def _run_single(path, out: Path, args, spec: QuantifySpec, scheduler) -> int:
 
     # everything is computed: now write (each file atomically; all or none)
     outputs = [(out, lambda path: write_table(table, path))]
-    report = [f"{out}: {len(table)} objects, voxel size {VoxelSize.of(voxel)}"]
+    what = f" ({parts.summary()})" if parts is not None else ""
+    report = [f"{out}: {len(table)} objects{what}, voxel size {VoxelSize.of(voxel)}"]
     if filopodia is not None:
         per_path, summary_path = filopodia_paths(out)
         outputs.append((per_path, lambda path: write_table(filopodia[0], path)))
         outputs.append((summary_path, lambda path: write_table(filopodia[1], path)))
         report.append(f"{per_path}: {len(filopodia[0])} filopodia")
-        report.append(f"{summary_path}: mean and SD per quantity")
+        report.append(f"{summary_path}: mean and SD per quantity{_left_out(filopodia[1])}")
     done = []
     if args.labels_out:
         if labels is not None:
@@ -289,6 +371,72 @@ def _run_single(path, out: Path, args, spec: QuantifySpec, scheduler) -> int:
     _write_all(outputs, done)
     print("\n".join(report))
     return 0
+
+
+def _left_out(summary) -> str:
+    """The summary's note on the filopodia it leaves out (they touch the volume's edge)."""
+    n = int(summary["n_touching_border"].iloc[0]) if len(summary) else 0
+    return f" ({n} touching the volume's edge left out)" if n else ""
+
+
+def _measure_regions(path, regions, spec: QuantifySpec, threshold: float):
+    """``measure_file`` with the cell (and organelles) from region probability files;
+    also returns the :class:`~sxtquant.quantify.regions.CellObjects`."""
+    import numpy as np
+
+    from sxtquant import io, scale
+    from sxtquant.core.errors import InputError
+    from sxtquant.quantify import regions as rq
+    from sxtquant.quantify.filopodia import summarize
+    from sxtquant.scale.measurement import Measured, _require_3d
+
+    volume = io.read_volume(path, dataset=spec.dataset)
+    _require_3d(path, volume.shape)
+    voxel = volume.require_voxel_size(spec.voxel_size)
+    reference = volume.voxel_size_nm or voxel
+    maps = []
+    for region_path in regions:
+        if region_path is None:
+            maps.append(None)
+            continue
+        region = io.read_volume(region_path)
+        if region.shape != volume.shape:
+            raise InputError(
+                region_path, f"shape {region.shape} differs from {Path(path).name}'s {volume.shape}"
+            )
+        if region.voxel_size_nm is not None and not np.allclose(
+            region.voxel_size_nm, reference, rtol=1e-3
+        ):
+            raise InputError(
+                region_path,
+                f"voxel size {VoxelSize.of(region.voxel_size_nm)} differs from "
+                f"{Path(path).name}'s {VoxelSize.of(reference)}",
+            )
+        data = np.asarray(region.data, dtype=np.float32)
+        if data.min() < 0 or data.max() > 1:
+            raise InputError(region_path, "holds values outside [0, 1]; expected a probability map")
+        maps.append(data)
+    cell_mask = None
+    if maps[0] is None:  # organelles only: the cell is MASK's, filled as without regions
+        cell_mask = scale.check_mask_values(np.asarray(volume.data), path) > 0
+        if spec.fill:
+            cell_mask = objects_from_membranes(cell_mask, voxel, spec.recipe) > 0
+    parts = rq.objects_from_regions(
+        maps[0],
+        voxel,
+        organelle_probability=maps[1],
+        cell_mask=cell_mask,
+        threshold=threshold,
+        separate=spec.separate,
+        min_voxels=spec.recipe.smallest_voxels(voxel),
+        exclude_border=spec.exclude_border,
+    )
+    table = rq.measure_cell_objects(parts, voxel)
+    filopodia = filopodia_labels = None
+    if spec.filopodia:
+        filopodia = (parts.filopodia, summarize(parts.filopodia))
+        filopodia_labels = parts.filopodia_labels
+    return Measured(table, parts.labels, filopodia, voxel, filopodia_labels), parts
 
 
 def _stored_dtype(path):

@@ -106,6 +106,7 @@ SUMMARY_COLUMNS = (
     "paper_mean",
     "paper_sd",
     "paper_n",
+    "n_touching_border",
 )
 
 DEFAULT_MAX_RADIUS_NM = 150.0
@@ -150,7 +151,8 @@ def analyze(
         Shortest filopodium (centreline length).
     exclude_border : bool
         Drop filopodia that touch the edge of the volume (cut, so too short), as
-        the paper did; by default they are kept and flagged in ``touches_border``.
+        the paper did; by default they are kept and flagged in ``touches_border``
+        (and left out of the summary all the same).
 
     Returns
     -------
@@ -161,7 +163,8 @@ def analyze(
         ``radius_nm``.
     summary : pandas.DataFrame
         :func:`summarize` of ``per_filopodium``: one row per quantity of Fig. 3B
-        with mean, SD and n, beside the paper's values.
+        with mean, SD and n, beside the paper's values; filopodia that leave the
+        volume (``touches_border``) are not in it (``n_touching_border`` counts them).
 
     Raises
     ------
@@ -455,22 +458,33 @@ def capsule_radius(volume_nm3: float, length_nm: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def summarize(per_filopodium: pd.DataFrame) -> pd.DataFrame:
+def summarize(per_filopodium: pd.DataFrame, *, exclude_border: bool = True) -> pd.DataFrame:
     """Mean, SD (ddof = 1) and n of every Fig. 3B quantity, beside the paper's values.
 
     Parameters
     ----------
     per_filopodium : pandas.DataFrame
         The table of :func:`analyze`; missing columns give NaN rows.
+    exclude_border : bool
+        Leave out the filopodia flagged in ``touches_border`` (they leave the volume,
+        so they are cut: too short, too small), as the paper's Fig. 3B did. A table
+        without that column is taken whole.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``quantity``, ``column``, ``unit``, ``mean``, ``sd``, ``n``,
-        ``paper_mean``, ``paper_sd``, ``paper_n``; one row per entry of
-        :data:`FIG3B`. NaN values are left out of mean, SD and n; SD is NaN for
-        fewer than two filopodia, mean for none.
+        ``paper_mean``, ``paper_sd``, ``paper_n`` and ``n_touching_border`` (the
+        filopodia left out because they touch the volume's edge; 0 with
+        ``exclude_border=False``); one row per entry of :data:`FIG3B`. NaN values
+        are left out of mean, SD and n; SD is NaN for fewer than two filopodia,
+        mean for none.
     """
+    left_out = 0
+    if exclude_border and "touches_border" in per_filopodium and len(per_filopodium):
+        cut = per_filopodium["touches_border"].astype("boolean").fillna(False).to_numpy(bool)
+        left_out = int(cut.sum())
+        per_filopodium = per_filopodium[~cut]
     rows = []
     for q in FIG3B:
         if q.column in per_filopodium:
@@ -490,6 +504,7 @@ def summarize(per_filopodium: pd.DataFrame) -> pd.DataFrame:
                 "paper_mean": q.paper_mean,
                 "paper_sd": q.paper_sd,
                 "paper_n": q.paper_n,
+                "n_touching_border": left_out,
             }
         )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
