@@ -36,7 +36,7 @@ def calibrated(preset_or_config="tiny", seed: int = 0) -> torch.nn.Module:
         if isinstance(m, torch.nn.BatchNorm2d):
             m.weight.data.uniform_(0.2, 0.4, generator=gen)
             m.bias.data.uniform_(-0.2, 0.2, generator=gen)
-    batches = [torch.randn(4, 1, 32, 32, generator=gen) for _ in range(2)]
+    batches = [torch.randn(4, model.config.in_slices, 32, 32, generator=gen) for _ in range(2)]
     torch.optim.swa_utils.update_bn(batches, model)
     return model.eval()
 

@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+#: The filled-region heads a network may have besides the membrane.
+REGIONS = ("cell", "organelles")
+
 # Keras BatchNormalization defaults used by the reference (epsilon 1e-3, momentum 0.99).
 KERAS_BN_EPS = 1e-3
 KERAS_BN_MOMENTUM = 0.01  # PyTorch convention: 1 - Keras momentum
@@ -40,6 +43,18 @@ class ModelConfig:
         Bottlenecks per residual block (paper: 2).
     bn_eps, bn_momentum : float
         Batch-norm epsilon and (PyTorch-convention) momentum; Keras' defaults.
+    in_slices : int
+        k, the adjacent z slices the network sees as input channels (2.5D context;
+        odd, the centre one is segmented; 1 = the paper's 2D network).
+    regions : tuple of str
+        Filled-region heads besides the membrane, in order, out of :data:`REGIONS`
+        (``cell``: the cytoplasm side of the plasma membrane, filopodia and organelles
+        included; ``organelles``: inside an organelle). Empty = the paper's one head.
+
+    The two extensions change only the first convolution's input channels and the
+    last convolution's output channels; ``paper`` and the other presets keep both
+    off, and :meth:`to_dict` leaves them out when off, so configs written before they
+    existed read back unchanged.
     """
 
     width: int = 64
@@ -54,9 +69,12 @@ class ModelConfig:
     block_depth: int = 2
     bn_eps: float = KERAS_BN_EPS
     bn_momentum: float = KERAS_BN_MOMENTUM
+    in_slices: int = 1
+    regions: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "neck_kernel_sizes", tuple(int(k) for k in self.neck_kernel_sizes))
+        object.__setattr__(self, "regions", tuple(str(r) for r in self.regions))
         positive = {
             "width": self.width,
             "n_stages": self.n_stages,
@@ -77,6 +95,15 @@ class ModelConfig:
             )
         if not (self.bn_eps > 0 and 0 <= self.bn_momentum <= 1):
             raise ValueError("ModelConfig.bn_eps must be > 0 and bn_momentum in [0, 1]")
+        k = self.in_slices
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0:
+            raise ValueError(f"ModelConfig.in_slices must be a positive odd integer, got {k!r}")
+        unknown = [r for r in self.regions if r not in REGIONS]
+        if unknown or len(set(self.regions)) != len(self.regions):
+            raise ValueError(
+                f"ModelConfig.regions must be distinct names out of {', '.join(REGIONS)}, "
+                f"got {self.regions!r}"
+            )
 
     # -- derived sizes
     @property
@@ -99,11 +126,26 @@ class ModelConfig:
     def neck_filters(self) -> int:
         return self.neck_width_factor * self.width
 
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The label decoder's output channels, in order: ``membrane``, then the regions."""
+        return ("membrane", *self.regions)
+
+    @property
+    def is_reference(self) -> bool:
+        """Whether this is the reference paper's kind of network (2D input, one head)."""
+        return self.in_slices == 1 and not self.regions
+
     # -- serialisation
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples as lists)."""
+        """A JSON-ready dict (tuples as lists); ``in_slices``/``regions`` only when set."""
         out = dataclasses.asdict(self)
         out["neck_kernel_sizes"] = list(self.neck_kernel_sizes)
+        out["regions"] = list(self.regions)
+        if self.in_slices == 1:
+            del out["in_slices"]
+        if not self.regions:
+            del out["regions"]
         return out
 
     @classmethod
@@ -128,7 +170,17 @@ class ModelConfig:
         The layout of ``network_params/model_config_*.json`` in deep_sxt, so that
         the reference can build this very architecture (for example to generate
         test fixtures for the weight converter).
+
+        Raises
+        ------
+        ValueError
+            For a 2.5D or region-aware config, which the reference cannot build.
         """
+        if not self.is_reference:
+            raise ValueError(
+                "the reference implementation has 1 input slice and 1 head; this config has "
+                f"{self.in_slices} slices and heads {', '.join(self.heads)}"
+            )
         k = self.kernel_size
         ks = [k] * (self.n_stages + 1)
         common = {

@@ -450,9 +450,10 @@ class _Decoder(nn.Module):
 class FastSXTNet(SXTNet):
     """The inference form of an :class:`~sxtquant.nn.network.SXTNet` (see the module docstring).
 
-    Same ``forward(x) -> (image, label)`` and ``forward_label(x)``; feed ``x`` in
-    ``torch.channels_last`` memory format. Holds its own float32 copies of the folded
-    weights (the source network is not changed) and has no trainable parameters.
+    Same ``forward(x) -> (image, label)``, ``forward_all``, ``forward_label`` and
+    ``forward_heads``; feed ``x`` in ``torch.channels_last`` memory format. Holds its own
+    float32 copies of the folded weights (the source network is not changed) and has no
+    trainable parameters.
 
     Parameters
     ----------
@@ -500,10 +501,10 @@ class FastSXTNet(SXTNet):
             trim_memory()  # blocks sized for other tiles would only fragment the heap
         self._last_shape = x.shape
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._before_pass(x)
-        return super().forward(x)
+        return super().forward_all(x)
 
-    def forward_label(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
         self._before_pass(x)
-        return super().forward_label(x)
+        return super().forward_heads(x)

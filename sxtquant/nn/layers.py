@@ -137,7 +137,7 @@ class Encoder(nn.Module):
         super().__init__()
         filters = config.encoder_filters
         k = config.kernel_size
-        self.initial_conv = Bottleneck(1, filters[0], k, bias=True)
+        self.initial_conv = Bottleneck(config.in_slices, filters[0], k, bias=True)
         self.initial_activation = Activation(filters[0], config)
         self.resnet_blocks = nn.ModuleList()
         channels = filters[0]
@@ -213,7 +213,8 @@ class Decoder(nn.Module):
 
     * image: ``head`` = three bottlenecks with bias (m, m, 1 outputs), linear.
     * label: ``head_batch_norm``, ``head_conv_1`` (bottleneck with bias, m outputs),
-      ``head_conv_2`` (1x1 convolution to 1 channel) and tanh.
+      ``head_conv_2`` (1x1 convolution to one channel per head: the membrane, then
+      ``config.regions``) and tanh.
     """
 
     def __init__(
@@ -260,7 +261,7 @@ class Decoder(nn.Module):
                 filters[-1], eps=config.bn_eps, momentum=config.bn_momentum
             )
             self.head_conv_1 = Bottleneck(filters[-1], m, k, bias=True)
-            self.head_conv_2 = nn.Conv2d(m, 1, 1, bias=True)
+            self.head_conv_2 = nn.Conv2d(m, len(config.heads), 1, bias=True)
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
         for i, (conv_t, stage) in enumerate(zip(self.conv_t, self.resnet_blocks, strict=True)):

@@ -55,11 +55,13 @@ class SXTNet(nn.Module):
 
     Notes
     -----
-    ``x`` is a float32 tensor (N, 1, H, W) with H and W multiples of
-    ``config.multiple`` (16 for every preset), standardised per slice (see
-    :func:`standardize_slices`). ``image`` (N, 1, H, W) is the reconstructed
-    input; ``label`` (N, 1, H, W) the membrane label, tanh in [-1, 1]
-    (probability = (label + 1) / 2).
+    ``x`` is a float32 tensor (N, k, H, W), k = ``config.in_slices`` adjacent slices
+    (1 for every preset), with H and W multiples of ``config.multiple`` (16 for every
+    preset), each slice standardised (see :func:`standardize_slices`). ``image``
+    (N, 1, H, W) is the reconstructed (centre) input slice; ``label`` (N, 1, H, W) the
+    membrane label, tanh in [-1, 1] (probability = (label + 1) / 2).
+    :meth:`forward_heads` gives every head of the label decoder: the membrane, then
+    ``config.regions``, each tanh in [-1, 1].
     """
 
     def __init__(self, config: ModelConfig):
@@ -79,14 +81,20 @@ class SXTNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image, heads = self.forward_all(x)
+        return image, heads[:, :1]
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, heads)``: the reconstruction and every label head (N, heads, H, W)."""
         self._check_input(x)
         features, skips = self.encoder(x)
         y = self.neck(features)
         return self.image_decoder(y), self.label_decoder(y, skips)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(f"expected input of shape (N, 1, H, W), got {tuple(x.shape)}")
+        k = self.config.in_slices
+        if x.ndim != 4 or x.shape[1] != k:
+            raise ValueError(f"expected input of shape (N, {k}, H, W), got {tuple(x.shape)}")
         mult = self.config.multiple
         if x.shape[-2] % mult or x.shape[-1] % mult:
             raise ValueError(
@@ -94,8 +102,13 @@ class SXTNet(nn.Module):
             )
 
     def forward_label(self, x: torch.Tensor) -> torch.Tensor:
-        """The label head alone, (N, 1, H, W) tanh in [-1, 1]; the image decoder
+        """The membrane head alone, (N, 1, H, W) tanh in [-1, 1]; the image decoder
         (27 % of the FLOPs, not needed to segment) is skipped."""
+        return self.forward_heads(x)[:, :1]
+
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """Every label head, (N, len(config.heads), H, W) tanh in [-1, 1], without the
+        image decoder."""
         self._check_input(x)
         features, skips = self.encoder(x)
         return self.label_decoder(self.neck(features), skips)
@@ -185,7 +198,7 @@ def flops_per_tile(
     # encoder
     enc = config.encoder_filters
     px = h * w
-    total += bottleneck(1, enc[0], k, px)
+    total += bottleneck(config.in_slices, enc[0], k, px)
     channels = enc[0]
     skips = []
     for i in range(config.n_stages):
@@ -218,7 +231,7 @@ def flops_per_tile(
         total += bottleneck(c, dec[-1], k, p)
         m = config.width
         if use_skips:
-            total += bottleneck(dec[-1], m, k, p) + 2 * p * m
+            total += bottleneck(dec[-1], m, k, p) + 2 * p * m * len(config.heads)
         else:
             total += bottleneck(dec[-1], m, k, p) + bottleneck(m, m, k, p) + bottleneck(m, 1, k, p)
     return total
