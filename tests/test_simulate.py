@@ -215,6 +215,36 @@ def test_sample_conditions_keep_test_conditions_out_of_training():
         sim.sample_conditions(rng, "labeled", labeled_conditions="mixed")
 
 
+def test_broad_conditions_cover_the_broad_ranges_and_contain_the_held_out_ones():
+    from sxtquant.simulate.conditions import BROAD_RANGES, HELD_OUT_RANGES
+
+    rng = np.random.default_rng(1)
+    draws = [
+        sim.sample_conditions(rng, split, labeled_conditions="broad")[0]
+        for split in ("labeled", "unlabeled")
+        for _ in range(40)
+    ]
+    for key in ("tilt_max_deg", "tilt_offset_deg", "blur_fwhm_nm", "dose", "jitter_px"):
+        values = [getattr(a, key) for a in draws]
+        lo, hi = BROAD_RANGES[key]
+        assert all(lo <= x <= hi for x in values) and len(set(values)) > 3, key
+        if key in HELD_OUT_RANGES and key != "dose":
+            held = HELD_OUT_RANGES[key]
+            assert lo <= held[0] and held[1] <= hi, key
+    focus = [a.depth_of_focus_nm for a in draws]
+    assert 0 < sum(f is None for f in focus) < len(focus)
+    # the test split keeps the held-out conditions whatever labelled data is drawn
+    test, _ = sim.sample_conditions(np.random.default_rng(2), "test", labeled_conditions="broad")
+    assert test == sim.sample_conditions(np.random.default_rng(2), "test")[0]
+
+
+def test_tilt_offset_shifts_the_tilt_range():
+    np.testing.assert_array_equal(sim.tilt_angles(60, 2, 5), np.arange(-60, 61, 2) + 5.0)
+    np.testing.assert_array_equal(sim.tilt_angles(60, 2), np.arange(-60, 61, 2))
+    with pytest.raises(ValueError, match="exceeds 90"):
+        sim.Acquisition(tilt_max_deg=70, tilt_offset_deg=25)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"tilt_max_deg": 0}, {"dose": 0}, {"reconstruction": "art"}, {"blur_fwhm_nm": -1}],

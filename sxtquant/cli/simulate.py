@@ -29,7 +29,10 @@ With --dataset, OUT_DIR becomes a training set of 2D slices:
 Unlabelled (and test) tomograms draw their conditions with
 sxtquant.simulate.sample_conditions: the test conditions lie outside the training ranges.
 Labelled tomograms are simulated at the standard conditions, or with
---labeled-conditions varied drawn from the training ranges too. Each tomogram has its
+--labeled-conditions varied drawn from the training ranges too; with broad, labelled and
+unlabelled tomograms draw from the broad ranges (tilt ±55-70° with offsets, blur
+20-50 nm, dose 400-8000, jitter, depth of focus) that contain the test ranges. Each
+tomogram has its
 own random stream, so the test tomograms of a seed are the same whatever the other
 options.
 """
@@ -174,10 +177,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     ds.add_argument(
         "--labeled-conditions",
-        choices=("standard", "varied"),
+        choices=("standard", "varied", "broad"),
         default="standard",
-        help="acquisition of the labelled tomograms: the standard conditions, or drawn "
-        "from the training ranges like the unlabelled ones (default: standard)",
+        help="acquisition of the labelled tomograms: the standard conditions, drawn "
+        "from the training ranges like the unlabelled ones, or (broad) labelled and "
+        "unlabelled from the broad ranges (default: standard)",
     )
     ds.add_argument(
         "--unlabeled-tomograms",

@@ -37,11 +37,51 @@ HELD_OUT_RANGES = {
 }
 
 
+#: The broad acquisition ranges a model meant for any beamline trains on
+#: (``labeled_conditions="broad"``, labelled and unlabelled alike): tilt ranges from
+#: ±55° to ±70° with the range shifted by up to 5°, blur from 20 to 50 nm, a dose from
+#: a fifth to four times the default (log-uniform), misalignment up to 1 pixel, and
+#: half the tomograms with a finite depth of focus. They contain the held-out ranges:
+#: a model trained on them meets new cells, not new conditions, in the held-out set.
+BROAD_RANGES = {
+    "tilt_max_deg": (55.0, 70.0),
+    "tilt_offset_deg": (-5.0, 5.0),
+    "blur_fwhm_nm": (20.0, 50.0),
+    "dose": (400.0, 8000.0),
+    "jitter_px": (0.0, 1.0),
+    "depth_of_focus_nm": (2000.0, 8000.0),
+    "organelle_density": (0.4, 1.8),
+    "filopodia": (2, 10),
+    "cytoplasm_lac": (0.20, 0.32),
+}
+
+
+def _broad_conditions(rng: np.random.Generator) -> tuple[Acquisition, CellContent]:
+    r = BROAD_RANGES
+    content = CellContent(
+        organelle_density=float(rng.uniform(*r["organelle_density"])),
+        filopodia=int(rng.integers(r["filopodia"][0], r["filopodia"][1] + 1)),
+        cytoplasm_lac=float(rng.uniform(*r["cytoplasm_lac"])),
+    )
+    tilt = float(np.round(rng.uniform(*r["tilt_max_deg"])))
+    lo, hi = r["dose"]
+    focus = float(rng.uniform(*r["depth_of_focus_nm"]))
+    acq = Acquisition(
+        tilt_max_deg=tilt,
+        tilt_offset_deg=float(np.round(rng.uniform(*r["tilt_offset_deg"]))),
+        blur_fwhm_nm=float(rng.uniform(*r["blur_fwhm_nm"])),
+        dose=float(np.exp(rng.uniform(math.log(lo), math.log(hi)))),
+        jitter_px=float(rng.uniform(*r["jitter_px"])),
+        depth_of_focus_nm=focus if rng.random() < 0.5 else None,
+    )
+    return acq, content
+
+
 def sample_conditions(
     rng: np.random.Generator,
     split: Literal["labeled", "unlabeled", "test"] = "unlabeled",
     *,
-    labeled_conditions: Literal["standard", "varied"] = "standard",
+    labeled_conditions: Literal["standard", "varied", "broad"] = "standard",
 ) -> tuple[Acquisition, CellContent]:
     """Draw the acquisition and cell content of one tomogram of a training/test set.
 
@@ -59,7 +99,8 @@ def sample_conditions(
     labeled_conditions : {"standard", "varied"}
         The acquisition of ``labeled`` tomograms: all at the standard conditions, or
         each drawn from the training ranges like the unlabelled ones (labels taken
-        under several microscopes' conditions).
+        under several microscopes' conditions), or, with ``broad``, labelled and
+        unlabelled tomograms drawn from :data:`BROAD_RANGES`.
 
     Returns
     -------
@@ -67,10 +108,12 @@ def sample_conditions(
     """
     if split not in ("labeled", "unlabeled", "test"):
         raise ValueError(f"split must be labeled, unlabeled or test, got {split!r}")
-    if labeled_conditions not in ("standard", "varied"):
+    if labeled_conditions not in ("standard", "varied", "broad"):
         raise ValueError(
-            f"labeled_conditions must be standard or varied, got {labeled_conditions!r}"
+            f"labeled_conditions must be standard, varied or broad, got {labeled_conditions!r}"
         )
+    if labeled_conditions == "broad" and split != "test":
+        return _broad_conditions(rng)
     ranges = HELD_OUT_RANGES if split == "test" else TRAINING_RANGES
     content = CellContent(
         organelle_density=float(rng.uniform(*ranges["organelle_density"])),

@@ -132,7 +132,9 @@ def artifact_mask(
         keep[max(0, r - margin) : r + margin + 1] = True
     ys = np.flatnonzero(keep)
     delta = np.where(gold[:, ys, :], LAC_PER_UM["gold"] - LAC_PER_UM["ice"], 0).astype(np.float32)
-    angles = tilt_angles(acquisition.tilt_max_deg, acquisition.tilt_step_deg)
+    angles = tilt_angles(
+        acquisition.tilt_max_deg, acquisition.tilt_step_deg, acquisition.tilt_offset_deg
+    )
     line = _project(delta, angles, 0.0, v / 1000)
     line = _gaussian2d(line, sigma)
     rec = reconstruct(

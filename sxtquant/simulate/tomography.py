@@ -25,6 +25,9 @@ class Acquisition:
         Tilt range ±tilt_max_deg about the y axis (65 by default; 90 = no missing wedge).
     tilt_step_deg : float
         Angular step (1° by default).
+    tilt_offset_deg : float
+        Shift of the whole tilt range (a stage that tilts from -60° to +70° has
+        ``tilt_max_deg=65, tilt_offset_deg=5``): the missing wedge is then asymmetric.
     blur_fwhm_nm : float
         Full width at half maximum of the zone plate's Gaussian point-spread function
         (25 nm; 40 nm is like Diamond B24). 0 disables it.
@@ -45,6 +48,7 @@ class Acquisition:
 
     tilt_max_deg: float = 65.0
     tilt_step_deg: float = 1.0
+    tilt_offset_deg: float = 0.0
     blur_fwhm_nm: float = 25.0
     depth_of_focus_nm: float | None = None
     dose: float = 2000.0
@@ -57,6 +61,10 @@ class Acquisition:
             raise ValueError(f"tilt_max_deg must be in (0, 90], got {self.tilt_max_deg}")
         if not 0 < self.tilt_step_deg <= self.tilt_max_deg:
             raise ValueError(f"tilt_step_deg must be in (0, tilt_max], got {self.tilt_step_deg}")
+        if not abs(self.tilt_offset_deg) + self.tilt_max_deg <= 90:
+            raise ValueError(
+                f"tilt range {self.tilt_max_deg} ± offset {self.tilt_offset_deg} exceeds 90°"
+            )
         if not (self.blur_fwhm_nm >= 0 and math.isfinite(self.blur_fwhm_nm)):
             raise ValueError(f"blur_fwhm_nm must be >= 0, got {self.blur_fwhm_nm}")
         if self.depth_of_focus_nm is not None and not self.depth_of_focus_nm > 0:
@@ -79,10 +87,13 @@ class TiltSeries:
     angles_deg: np.ndarray
 
 
-def tilt_angles(tilt_max_deg: float = 65.0, tilt_step_deg: float = 1.0) -> np.ndarray:
-    """Tilt angles in degrees, symmetric about 0: -max, -max + step, ..., max."""
+def tilt_angles(
+    tilt_max_deg: float = 65.0, tilt_step_deg: float = 1.0, tilt_offset_deg: float = 0.0
+) -> np.ndarray:
+    """Tilt angles in degrees, symmetric about the offset: offset - max, ..., offset + max."""
     n = math.floor(tilt_max_deg / tilt_step_deg + 1e-9)
-    return np.arange(-n, n + 1) * float(tilt_step_deg)
+    angles = np.arange(-n, n + 1) * float(tilt_step_deg)
+    return angles + float(tilt_offset_deg) if tilt_offset_deg else angles
 
 
 def _grid_width(Z: int, X: int, angles_deg: np.ndarray) -> int:
@@ -260,7 +271,7 @@ def acquire(
     acq = acquisition or Acquisition()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     v = float(voxel_size_nm)
-    angles = tilt_angles(acq.tilt_max_deg, acq.tilt_step_deg)
+    angles = tilt_angles(acq.tilt_max_deg, acq.tilt_step_deg, acq.tilt_offset_deg)
     ice = LAC_PER_UM["ice"]
     sigma0 = acq.blur_fwhm_nm / (2 * math.sqrt(2 * math.log(2))) / v
     if acq.depth_of_focus_nm is None:
