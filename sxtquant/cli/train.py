@@ -4,11 +4,16 @@ DATA_DIR holds labelled pairs and, optionally, unlabelled slices:
 
   DATA_DIR/labeled/images/<name>.tif    2D slice or 3D stack (raw intensities)
   DATA_DIR/labeled/labels/<name>.tif    membrane labels, same name (> 0 = membrane)
+  DATA_DIR/labeled/regions/<name>.tif   with --regions: 0 outside the cell, 1 cell
+                                        interior, 2 organelle interior
   DATA_DIR/unlabeled/images/<name>.tif  optional: slices without labels
 
 Training alternates supervised steps (label Huber loss + weighted image loss, all
 weights) with unsupervised steps (image reconstruction loss, label decoder frozen),
 as in Dyhr et al., PNAS 2023. 10 % of the labelled slices are held out for validation.
+--in-slices K gives the network K adjacent slices (2.5D; needs 3D stacks, as written
+by `sxtquant simulate --dataset --stacks`); --regions adds the cell-interior and
+organelle-interior heads (`segment` then writes their probabilities too).
 
 Writes OUT_DIR/best/ (the checkpoint with the lowest validation loss; use it with
 `sxtquant segment --model OUT_DIR/best`), OUT_DIR/last/ (for --resume) and
@@ -138,6 +143,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "give its --preset",
     )
     parser.add_argument(
+        "--in-slices",
+        type=int,
+        default=1,
+        metavar="K",
+        help="adjacent z slices the network sees, odd (default: 1, the paper's 2D network; "
+        "5 or 7: 2.5D context, needs 3D stacks)",
+    )
+    parser.add_argument(
+        "--regions",
+        action="store_true",
+        help="also train cell-interior and organelle-interior heads on labeled/regions",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="continue the run in OUT_DIR/last/ where it stopped"
     )
 
@@ -166,11 +184,13 @@ def run(args: argparse.Namespace) -> int:
             bn_momentum=args.bn_momentum,
             membrane_weight=args.membrane_weight,
             init=args.init,
+            in_slices=args.in_slices,
+            regions=args.regions,
         )
     except ValueError as exc:
         raise InputError("options", str(exc)) from None
     check_device(args.device)
-    data = load_training_data(args.data_dir)
+    data = load_training_data(args.data_dir, regions=args.regions)
     result = train(data, args.out_dir, config, resume=args.resume)
     best = result.log[result.best_epoch - 1] if result.best_epoch else None
     summary = f"trained {result.epochs_run} epochs"

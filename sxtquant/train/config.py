@@ -67,6 +67,12 @@ class TrainConfig:
         model name such as ``default``) instead of a random initialisation: fine-tuning.
         Its architecture must be the ``preset``'s; ``bn_momentum`` is then the model's.
         A resumed run continues from its own checkpoint and ignores ``init``.
+    in_slices : int
+        Adjacent z slices the network sees (odd; 1 = the paper's 2D network, 5 or 7 =
+        2.5D context); needs the slices' neighbours (3D stacks) in the training data.
+    regions : bool
+        Also train the region heads (cell interior, organelle interior) on the data's
+        ``labeled/regions`` (nested targets, one tanh head each, Huber loss).
     """
 
     preset: Literal["tiny", "small", "base", "paper"] = "paper"
@@ -87,9 +93,13 @@ class TrainConfig:
     bn_momentum: float | None = None
     membrane_weight: float = 1.0
     init: str | None = None
+    in_slices: int = 1
+    regions: bool = False
 
     def __post_init__(self):
         problems = []
+        if self.in_slices < 1 or self.in_slices % 2 == 0:
+            problems.append(f"in_slices must be an odd number >= 1, got {self.in_slices}")
         if self.preset not in PRESETS:
             problems.append(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.device not in DEVICES:
@@ -125,11 +135,19 @@ class TrainConfig:
             raise ValueError("; ".join(problems))
 
     def to_dict(self) -> dict:
-        """A JSON-able dict of the fields."""
-        return dataclasses.asdict(self)
+        """A JSON-able dict of the fields (``in_slices`` and ``regions`` only when they
+        differ from the 2D membrane-only default, so older records read the same)."""
+        values = dataclasses.asdict(self)
+        for name in ("in_slices", "regions"):
+            if values[name] == _DEFAULTS[name]:
+                del values[name]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """The config of :meth:`to_dict` (unknown keys are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

@@ -54,9 +54,17 @@ from sxtquant.core.device import resolve_device
 from sxtquant.core.errors import InputError
 from sxtquant.nn.checkpoint import load_model, save_checkpoint
 from sxtquant.nn.config import PRESETS as MODEL_PRESETS
+from sxtquant.nn.config import REGIONS
 from sxtquant.nn.network import build_model
 from sxtquant.train.config import SIZE_MULTIPLE, TrainConfig
-from sxtquant.train.data import CropStream, TrainingData, _standardize, split_slices
+from sxtquant.train.data import (
+    CropStream,
+    TrainingData,
+    _standardize,
+    label_stack,
+    split_slices,
+    stack_context,
+)
 from sxtquant.train.steps import frozen, supervised_step, unsupervised_step, validate
 
 LOG_COLUMNS = (
@@ -72,6 +80,14 @@ LOG_COLUMNS = (
     "val_recall",
     "val_f1",
     "seconds",
+)
+
+#: The columns a run with region heads adds after :data:`LOG_COLUMNS`.
+REGION_LOG_COLUMNS = (
+    "train_region_loss",
+    "val_region_loss",
+    "val_cell_dice",
+    "val_organelles_dice",
 )
 
 TRAIN_STATE = "train_state.pt"
@@ -142,10 +158,14 @@ def load_training_state(folder: str | os.PathLike) -> dict:
 
 
 def write_log(rows: list[dict], path: str | os.PathLike) -> Path:
-    """The per-epoch CSV log (:data:`LOG_COLUMNS`), written atomically."""
+    """The per-epoch CSV log (:data:`LOG_COLUMNS`, then :data:`REGION_LOG_COLUMNS` for a
+    run with region heads), written atomically."""
     import pandas as pd
 
-    return io.write_table(pd.DataFrame(rows, columns=list(LOG_COLUMNS)), path)
+    columns = list(LOG_COLUMNS)
+    if rows and "val_region_loss" in rows[0]:
+        columns += REGION_LOG_COLUMNS
+    return io.write_table(pd.DataFrame(rows, columns=columns), path)
 
 
 def unsupervised_schedule(steps: int, ratio: float) -> list[int]:
@@ -214,18 +234,36 @@ class _Progress:
         return improved
 
 
+def model_config_of(config: TrainConfig, preset: str | None = None):
+    """The network a run trains: the preset, with the run's input slices and heads."""
+    return dataclasses.replace(
+        MODEL_PRESETS[preset or config.preset],
+        in_slices=config.in_slices,
+        regions=REGIONS if config.regions else (),
+    )
+
+
+def _kind_of(config: TrainConfig) -> str:
+    """'' for the 2D membrane-only network, else its input slices and heads, for messages."""
+    if config.in_slices == 1 and not config.regions:
+        return ""
+    return f" with {config.in_slices} input slice(s){' and region heads' if config.regions else ''}"
+
+
 def _initial_model(config: TrainConfig, device: torch.device) -> nn.Module:
-    """The trained model ``config.init`` to fine-tune; it must be a ``config.preset`` network."""
+    """The trained model ``config.init`` to fine-tune; it must be a ``config.preset`` network
+    with the run's input slices and heads."""
     model = load_model(config.init, device=device)
 
     def is_preset(preset) -> bool:  # the batch-norm momentum is a training setting
-        return dataclasses.replace(model.config, bn_momentum=preset.bn_momentum) == preset
+        wanted = model_config_of(config, preset)
+        return dataclasses.replace(model.config, bn_momentum=wanted.bn_momentum) == wanted
 
-    if not is_preset(MODEL_PRESETS[config.preset]):
-        named = [name for name, preset in MODEL_PRESETS.items() if is_preset(preset)]
+    if not is_preset(config.preset):
+        named = [name for name in MODEL_PRESETS if is_preset(name)]
         raise InputError(
             config.init,
-            f"is not a {config.preset} network"
+            f"is not a {config.preset} network{_kind_of(config)}"
             + (f"; fine-tune it with --preset {named[0]}" if named else ""),
         )
     return model
@@ -242,7 +280,7 @@ def _run_epoch(
     bar,
 ) -> dict[str, float]:
     """The training steps of one epoch; returns the mean losses (NaN where none ran)."""
-    sums = np.zeros(4)
+    sums = np.zeros(5)
     for n_unsup in schedule:
         x, t = (b.to(device, non_blocking=True) for b in next(supervised))
         losses = supervised_step(
@@ -255,17 +293,20 @@ def _run_epoch(
             membrane_weight=config.membrane_weight,
         )
         sums[:3] += (losses["loss"], losses["label_loss"], losses["image_loss"])
+        sums[4] += losses["region_loss"]
         for _ in range(n_unsup):
             (u,) = next(unsupervised)
             sums[3] += unsupervised_step(model, optimizer, u.to(device, non_blocking=True))
         bar.update(1 + n_unsup)
         bar.set_postfix(loss=f"{losses['loss']:.4f}", refresh=False)
     steps, unsup_steps = len(schedule), sum(schedule)
+    regions = {"train_region_loss": float(sums[4] / steps)} if config.regions else {}
     return {
         "train_loss": float(sums[0] / steps),
         "train_label_loss": float(sums[1] / steps),
         "train_image_loss": math.nan if config.supervised_only else float(sums[2] / steps),
         "train_unsupervised_loss": float(sums[3] / unsup_steps) if unsup_steps else math.nan,
+        **regions,
     }
 
 
@@ -324,6 +365,12 @@ def train(
     for name, image in zip(dataset.names, dataset.images, strict=True):
         if min(image.shape) < SIZE_MULTIPLE:
             raise InputError(name, f"slice of shape {image.shape} is smaller than 16 pixels")
+    if config.regions and not dataset.regions:
+        raise InputError(
+            dataset.names[0] if dataset.names else "training data",
+            "region training needs region labels (labeled/regions)",
+        )
+    context = dataset.context(config.in_slices)
 
     train_idx, val_idx = split_slices(len(dataset.images), config.validation_fraction, config.seed)
     images = _standardize(dataset.images)
@@ -334,6 +381,8 @@ def train(
         "n_labeled": len(images),
         "validation": val_idx.tolist(),
     }
+    if context is not None:
+        data_signature["context"] = [list(c) for c in context]
 
     last_dir, best_dir, log_path = out_dir / "last", out_dir / "best", out_dir / "log.csv"
     run = _Progress()
@@ -343,16 +392,22 @@ def train(
         )
     if resume:
         state = load_training_state(last_dir)
-        if state["data"] != data_signature:
-            raise InputError(last_dir, "the checkpoint was trained on different data")
         saved = TrainConfig.from_dict(state["config"])
-        if (saved.preset, saved.supervised_only) != (config.preset, config.supervised_only):
+
+        def kind(c: TrainConfig) -> tuple:
+            return c.preset, c.supervised_only, c.in_slices, c.regions
+
+        if kind(saved) != kind(config):
             raise InputError(
                 last_dir,
                 f"the checkpoint is a {saved.preset} run"
-                f"{' (supervised only)' if saved.supervised_only else ''}; "
-                "resume it with the same --preset and --supervised-only",
+                f"{' (supervised only)' if saved.supervised_only else ''} with "
+                f"{saved.in_slices} input slice(s){' and region heads' if saved.regions else ''}"
+                "; resume it with the same --preset, --supervised-only, --in-slices and "
+                "--regions",
             )
+        if state["data"] != data_signature:
+            raise InputError(last_dir, "the checkpoint was trained on different data")
         model = load_model(last_dir, device=device)
         run = _Progress(**state["progress"])
     else:
@@ -360,7 +415,7 @@ def train(
         if config.init is not None:
             model = _initial_model(config, device)
         else:
-            model_config = MODEL_PRESETS[config.preset]
+            model_config = model_config_of(config)
             if config.bn_momentum is not None:
                 model_config = dataclasses.replace(model_config, bn_momentum=config.bn_momentum)
             model = build_model(model_config).to(device)
@@ -391,18 +446,37 @@ def train(
     start, end = run.epoch, (run.epoch if run.stopped_early else config.epochs)
     streams = {
         "sup": CropStream(
-            images, dataset.labels, train_idx, crop=config.crop, seed=config.seed, stream=1
+            images,
+            dataset.labels,
+            train_idx,
+            crop=config.crop,
+            seed=config.seed,
+            stream=1,
+            regions=dataset.regions if config.regions else None,
+            context=context,
         ),
         "unsup": CropStream(
-            all_images, None, unsup_pool, crop=config.crop, seed=config.seed, stream=2
+            all_images,
+            None,
+            unsup_pool,
+            crop=config.crop,
+            seed=config.seed,
+            stream=2,
+            context=context,
         ),
     }
     batches = {
         k: _loader(streams[k], start * n, end * n, batch, device, workers)
         for k, n in per_epoch.items()
     }
-    val_images = [images[i] for i in val_idx]
-    val_labels = [dataset.labels[i] for i in val_idx]
+    if context is None:
+        val_images = [images[i] for i in val_idx]
+    else:
+        val_images = [stack_context(all_images, context[i]) for i in val_idx]
+    val_labels = [
+        label_stack(dataset.labels[i], dataset.regions[i] if config.regions else None)
+        for i in val_idx
+    ]
     image_decoder = (
         frozen(model.image_decoder) if config.supervised_only else contextlib.nullcontext()
     )
