@@ -254,3 +254,22 @@ def test_cli_trains_a_2p5d_region_model_and_refuses_bad_data(tmp_path, capsys):
     assert_user_error(_train_cli(capsys, bare, "-o", out, *small, "--regions"), "regions")
     assert_user_error(_train_cli(capsys, data, "-o", out, *small, "--in-slices", "2"), "in_slices")
     assert not out.exists()
+
+
+def test_soft_dice_loss_is_zero_on_target_one_on_its_complement_and_counts_each_channel():
+    from sxtquant.train.losses import soft_dice_loss
+
+    t = -torch.ones(2, 2, 8, 8)
+    t[:, 0, 2:4, 2:6] = 1  # 8 pixels a crop in channel 0
+    t[:, 1, :, :4] = 1  # half of channel 1
+    assert soft_dice_loss(t.clone(), t).item() == pytest.approx(0.0)
+    # all background predicted: channel 0's Dice is eps / (16 + eps), channel 1's 1 / 65
+    empty = soft_dice_loss(-torch.ones_like(t), t).item()
+    assert empty == pytest.approx(1 - 0.5 * (1 / 17 + 1 / 65))
+    # with the Dice term the "background everywhere" answer costs much more
+    membrane, _ = label_loss(-torch.ones_like(t[:, :1]), t[:, :1], dice_weight=1.0)
+    plain, _ = label_loss(-torch.ones_like(t[:, :1]), t[:, :1])
+    assert membrane.item() == pytest.approx(plain.item() + 1 - 1 / 17)
+    with pytest.raises(ValueError, match="dice_weight"):
+        TrainConfig(dice_weight=-1)
+    assert "dice_weight" not in TrainConfig().to_dict()

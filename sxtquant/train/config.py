@@ -70,6 +70,10 @@ class TrainConfig:
     in_slices : int
         Adjacent z slices the network sees (odd; 1 = the paper's 2D network, 5 or 7 =
         2.5D context); needs the slices' neighbours (3D stacks) in the training data.
+    dice_weight : float
+        Weight of a soft Dice loss added to the Huber loss of every label head (0: the
+        paper's Huber loss alone). Thin, rare classes -- membranes, organelle interiors
+        -- then cannot settle at "background everywhere"; 1 is nnU-Net's balance.
     regions : bool
         Also train the region heads (cell interior, organelle interior) on the data's
         ``labeled/regions`` (nested targets, one tanh head each, Huber loss).
@@ -95,9 +99,12 @@ class TrainConfig:
     init: str | None = None
     in_slices: int = 1
     regions: bool = False
+    dice_weight: float = 0.0
 
     def __post_init__(self):
         problems = []
+        if not (self.dice_weight >= 0 and math.isfinite(self.dice_weight)):
+            problems.append(f"dice_weight must be >= 0, got {self.dice_weight}")
         if self.in_slices < 1 or self.in_slices % 2 == 0:
             problems.append(f"in_slices must be an odd number >= 1, got {self.in_slices}")
         if self.preset not in PRESETS:
@@ -135,10 +142,10 @@ class TrainConfig:
             raise ValueError("; ".join(problems))
 
     def to_dict(self) -> dict:
-        """A JSON-able dict of the fields (``in_slices`` and ``regions`` only when they
-        differ from the 2D membrane-only default, so older records read the same)."""
+        """A JSON-able dict of the fields (``in_slices``, ``regions`` and ``dice_weight``
+        only when they differ from the paper's default, so older records read the same)."""
         values = dataclasses.asdict(self)
-        for name in ("in_slices", "regions"):
+        for name in ("in_slices", "regions", "dice_weight"):
             if values[name] == _DEFAULTS[name]:
                 del values[name]
         return values

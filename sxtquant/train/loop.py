@@ -291,6 +291,7 @@ def _run_epoch(
             image_loss_weight=config.image_loss_weight,
             supervised_only=config.supervised_only,
             membrane_weight=config.membrane_weight,
+            dice_weight=config.dice_weight,
         )
         sums[:3] += (losses["loss"], losses["label_loss"], losses["image_loss"])
         sums[4] += losses["region_loss"]

@@ -86,6 +86,22 @@ def huber(
     return (weight * loss).sum() / weight.sum()
 
 
+def soft_dice_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1.0):
+    """1 − soft Dice per channel, averaged over channels, of tanh outputs and ±1 targets.
+
+    Probabilities ``(tanh + 1) / 2`` against ``target > 0``, pooled over the batch and
+    the pixels of each channel (nnU-Net's batch Dice); ``eps`` smooths empty channels.
+    Unlike a per-pixel loss it does not let a thin, rare class (membranes, a few
+    percent of the pixels) settle at "background everywhere".
+    """
+    p = (prediction.float() + 1) / 2
+    t = (target > 0).float()
+    dims = (0, *range(2, p.ndim))
+    both = (p * t).sum(dims)
+    total = p.sum(dims) + t.sum(dims)
+    return (1 - (2 * both + eps) / (total + eps)).mean()
+
+
 def image_loss(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Huber(δ = 0.1) + (1 − SSIM) between the reconstruction and its target image.
 

@@ -13,7 +13,7 @@ from sxtquant.core.defaults import THRESHOLD
 from sxtquant.evaluate.metrics import binarize, pixel_metrics
 from sxtquant.train.config import SIZE_MULTIPLE
 from sxtquant.train.data import label_target
-from sxtquant.train.losses import huber, image_loss
+from sxtquant.train.losses import huber, image_loss, soft_dice_loss
 
 
 @contextlib.contextmanager
@@ -47,15 +47,25 @@ def centre_slice(images: torch.Tensor) -> torch.Tensor:
 
 
 def label_loss(
-    heads: torch.Tensor, targets: torch.Tensor, *, membrane_weight: float = 1.0
+    heads: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    membrane_weight: float = 1.0,
+    dice_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(membrane loss, region loss): the Huber loss of the membrane head (membrane pixels
     weighted by ``membrane_weight``) and the plain Huber loss of the region heads, each a
-    sigmoid-like tanh output on its own nested target (0 without region heads)."""
+    tanh output on its own nested target (0 without region heads); with
+    ``dice_weight`` each part adds that times its soft Dice loss (:func:`soft_dice_loss`)."""
     membrane = huber(heads[:, :1], targets[:, :1], membrane_weight=membrane_weight)
+    if dice_weight:
+        membrane = membrane + dice_weight * soft_dice_loss(heads[:, :1], targets[:, :1])
     if heads.shape[1] == 1:
         return membrane, torch.zeros((), device=heads.device)
-    return membrane, huber(heads[:, 1:], targets[:, 1:])
+    region = huber(heads[:, 1:], targets[:, 1:])
+    if dice_weight:
+        region = region + dice_weight * soft_dice_loss(heads[:, 1:], targets[:, 1:])
+    return membrane, region
 
 
 def _forward_all(model: nn.Module, x: torch.Tensor):
@@ -92,6 +102,7 @@ def supervised_step(
     image_loss_weight: float,
     supervised_only: bool = False,
     membrane_weight: float = 1.0,
+    dice_weight: float = 0.0,
 ) -> dict[str, float]:
     """One supervised step on labelled crops; returns the losses as floats.
 
