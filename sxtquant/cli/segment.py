@@ -10,11 +10,23 @@ image is a one-slice volume) writes, in OUT_DIR:
 
 both images with the input's (z, y, x) shape and voxel size (nm). Every slice is
 standardised (mean 0, SD 1) and segmented by tiles that overlap and are blended
-without seams; the images are written one slice at a time.
+without seams; the images are written one slice at a time. A network that sees
+several slices (2.5D) gets each slice with its neighbours (reflected at the ends).
+
+A network with region heads (trained with regions) also writes, from the same pass:
+
+  <stem>.cell.probability.tif        float32 probability of the inside of the cell
+  <stem>.organelles.probability.tif  float32 probability of the inside of an organelle
+
+(listed in the record too). --axes zyx averages the predictions made with slices
+along z, y and x (the volume whole in memory; for near-isotropic voxels).
 
 An OME-Zarr INPUT (.zarr, .ome.zarr) is segmented block by block (--block-slices
 slices at a time; never whole in memory, whatever its size) into
-<stem>.probability.ome.zarr and <stem>.mask.ome.zarr instead.
+<stem>.probability.ome.zarr and <stem>.mask.ome.zarr instead (and
+<stem>.<region>.probability.ome.zarr per region head); a 2.5D network's blocks read
+their neighbouring slices, so the result is that of the whole volume. --axes is z only
+for OME-Zarr.
 
 A rerun skips every input whose record still matches (same input, model and
 options; outputs present and unchanged) and redoes the others; --force redoes all.
@@ -32,6 +44,7 @@ Examples:
   sxtquant segment cell.mrc -o seg/                       # shipped model, CPU or GPU
   sxtquant segment a.mrc b.tif -o seg/ --model my_model/  # a trained/converted checkpoint
   sxtquant segment cell.mrc -o seg/ --reference-rule      # the reference's tanh > 0 rule
+  sxtquant segment cell.mrc -o seg/ --axes zyx --tta      # average over 3 axes x 8 symmetries
   sxtquant segment "session/*.mrc" -o seg/ --scheduler local:4
   sxtquant segment big.ome.zarr -o seg/ --scheduler tcp://10.0.0.5:8786
 """
@@ -129,6 +142,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="average over 8 rotations/flips of every tile (8x slower, smoother)",
     )
     parser.add_argument(
+        "--axes",
+        default=SegmentSpec.axes,
+        metavar="AXES",
+        help="predict with the slices taken along each of these axes and average the "
+        "probabilities: z (default: the network's own way, streamed slice by slice) or "
+        "distinct letters of zyx, e.g. zyx (3x slower; the whole volume in memory; not for "
+        "OME-Zarr; meant for near-isotropic voxels)",
+    )
+    parser.add_argument(
         "--z-smooth",
         type=int,
         default=SegmentSpec.z_smooth,
@@ -148,6 +170,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_options(args: argparse.Namespace, multiple: int) -> None:
     from sxtquant.core.errors import InputError
+    from sxtquant.nn.tiling import check_axes
+
+    try:
+        check_axes(args.axes)
+    except ValueError as error:
+        raise InputError("--axes", str(error)) from None
 
     if not 0.0 <= args.threshold <= 1.0:
         raise InputError("--threshold", f"must be a probability in [0, 1], got {args.threshold}")
@@ -182,6 +210,7 @@ def _spec(args: argparse.Namespace, model_identity: dict) -> SegmentSpec:
         dataset=args.dataset,
         block_slices=args.block_slices,
         force=args.force,
+        axes=args.axes,
     )
 
 
@@ -198,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(out_dir, "output folder is a file")
     stems: dict[str, str] = {}
     for path in inputs.paths:
+        if args.axes != "z" and io.format_of(path) == "zarr":
+            raise InputError(
+                "--axes", f"{path} is OME-Zarr, segmented block by block along z: use z"
+            )
         stem = io.volume_stem(path)
         if stem in stems:
             raise InputError(path, f"same output name '{stem}' as {stems[stem]}; segment it apart")

@@ -45,6 +45,9 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "standardize_slices",
         ),
         "predict": (
+            "head_names",
+            "iter_head_slices",
+            "predict_heads",
             "iter_label_slices",
             "iter_probability_slices",
             "predict_slices",
@@ -56,6 +59,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "DEFAULT_BATCH_SIZE",
             "tile_starts",
             "tile_window",
+            "check_axes",
+            "reflect_index",
         ),
     },
 )

@@ -133,3 +133,49 @@ def _pad_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if pw:
         out = np.pad(out, ((0, 0), (0, pw)), mode="reflect" if w > 1 else "edge")
     return out
+
+
+#: The axes :func:`sxtquant.nn.predict.predict_heads` may take slices along.
+AXES = "zyx"
+
+
+def check_axes(axes: str) -> str:
+    """``axes`` if it names distinct axes out of ``z``, ``y``, ``x`` (e.g. ``"z"``,
+    ``"zyx"``), else ``ValueError``.
+
+    Examples
+    --------
+    >>> check_axes("zyx")
+    'zyx'
+    """
+    if (
+        not isinstance(axes, str)
+        or not axes
+        or any(a not in AXES for a in axes)
+        or len(set(axes)) != len(axes)
+    ):
+        raise ValueError(
+            f"axes must be distinct letters out of z, y, x (e.g. z or zyx), got {axes!r}"
+        )
+    return axes
+
+
+def reflect_index(j: int, n: int) -> int:
+    """Index ``j`` reflected into ``[0, n)`` about the end slices (-1 -> 1, n -> n - 2),
+    as often as it takes (``n`` = 1: always 0).
+
+    The neighbours of slice z for a network that sees k slices are
+    ``reflect_index(z + d, n)`` for d in -k//2 ... k//2.
+
+    Examples
+    --------
+    >>> [reflect_index(j, 4) for j in range(-3, 7)]
+    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    j %= period
+    return j if j < n else period - j

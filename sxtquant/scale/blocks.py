@@ -7,12 +7,13 @@ of a Dask cluster. Nothing ever holds the whole volume.
 
 =================================  =================================================
 :func:`open_blocks`                an OME-Zarr image as a dask array of z-slabs
-:func:`predict_blocks`             the network's probability, block by block (the
-                                   network is slice-wise: blocks need no overlap)
+:func:`predict_blocks`             the network's probability, block by block (a
+                                   2.5D network's blocks read a halo of k//2 slices)
+:func:`predict_head_blocks`        every head of the network (membrane, regions)
 :func:`smooth_z_blocks`            z-smoothing with ``map_overlap`` (a halo of
                                    ``radius`` slices from the neighbouring blocks)
-:func:`segment_ome_zarr`           probability + mask of an OME-Zarr tomogram, written
-                                   to OME-Zarr block by block
+:func:`segment_ome_zarr`           probability + mask (+ region probabilities) of an
+                                   OME-Zarr tomogram, written to OME-Zarr block by block
 :func:`plan_objects`               3D objects across blocks (see below)
 :func:`label_blocks`               the objects' labels, block by block
 :func:`measure_labels`             the per-object table, each object read from its
@@ -20,6 +21,8 @@ of a Dask cluster. Nothing ever holds the whole volume.
 :func:`iter_mask_slices`           the same thresholding and z-smoothing, streamed
                                    from a memory-mapped probability
 :func:`write_tiff_slices`          an ImageJ TIFF written one slice at a time
+:func:`tiff_memmap`                an ImageJ TIFF filled as a memory map (beside a
+                                   stream written by :func:`write_tiff_slices`)
 =================================  =================================================
 
 Objects across blocks
@@ -37,14 +40,20 @@ boxes come from the same pass, so filtering needs no extra pass; the labels are
 recomputed block by block when written (labelling is cheaper than storing them).
 
 Dask is imported by the functions that need it, so importing this module is cheap.
+
+Why this size: it holds every block-wise stage of ``segment`` (prediction with its
+2.5D halo, z-smoothing, thresholding, the OME-Zarr writer and the streamed TIFF
+writers that the plain-file path shares), as the table above lists; the stages of
+objects across blocks are in ``block_objects.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +75,11 @@ __all__ = [
     "iter_mask_slices",
     "open_blocks",
     "predict_blocks",
+    "predict_head_blocks",
     "release_free_memory",
     "segment_ome_zarr",
     "smooth_z_blocks",
+    "tiff_memmap",
     "write_tiff_slices",
 ]
 
@@ -171,15 +182,101 @@ def release_free_memory() -> bool:
     return trim_memory()
 
 
-def _predict_block(block, *, model, source, options, block_info=None):
-    from sxtquant.nn.predict import predict_slices
+def _predict_block(block, *, model, first, start, stop, heads, source, options):
+    """(heads, stop - start, Y, X) probabilities of slices ``start`` ... ``stop - 1`` of
+    ``block`` (slices ``first`` ... of the volume, a halo of neighbours included)."""
+    from sxtquant.nn.predict import iter_head_slices
 
     block = np.asarray(block)
-    _check_finite(block, source, _first_z(block_info))
+    _check_finite(block, source, first)
     try:
-        return predict_slices(_resolve_model(model), block, progress=False, **options)
+        net = _resolve_model(model)
+        out = np.empty((len(heads), stop - start, *block.shape[1:]), np.float32)
+        slices = iter_head_slices(
+            net, block, heads=heads, start=start, stop=stop, progress=False, **options
+        )
+        for i, probs in enumerate(slices):
+            out[:, i] = probs
+        return out
     finally:
         release_free_memory()
+
+
+def predict_head_blocks(
+    volume,
+    model,
+    *,
+    heads: Sequence[str] | None = None,
+    device: str = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
+    tta: bool = False,
+    source: str | os.PathLike = "volume",
+) -> dict[str, Any]:
+    """The probabilities of the network's heads, block by block, lazily.
+
+    A 2.5D network (``config.in_slices`` = k > 1) needs the k//2 slices beyond each
+    end of a block: every block is read with that halo from its neighbours
+    (reflection only at the volume's own ends), so the result equals that of the
+    whole volume, whatever the block size. The network runs once per block for all
+    the heads.
+
+    Parameters
+    ----------
+    volume : (Z, Y, X) dask.array.Array
+        Blocks of whole slices (:func:`open_blocks`).
+    model : str, path or torch.nn.Module
+        As :func:`predict_blocks` (a name or folder is also loaded here, once, to
+        read its heads and input slices).
+    heads : sequence of str, optional
+        Which heads (default: all, :func:`sxtquant.nn.predict.head_names`).
+    device, tile, overlap, batch_size, tta, source
+        As :func:`predict_blocks`.
+
+    Returns
+    -------
+    dict of str to (Z, Y, X) dask.array.Array of float32
+        Probabilities in [0, 1] by head name, with the chunks of ``volume``; equal,
+        slice for slice, to :func:`sxtquant.nn.predict.predict_heads` of the whole
+        volume.
+    """
+    import dask
+    import dask.array as da
+
+    from sxtquant.nn.predict import head_names
+
+    net = _resolve_model(model)
+    heads = head_names(net) if heads is None else tuple(heads)
+    radius = int(getattr(getattr(net, "config", None), "in_slices", 1)) // 2
+    options: dict[str, Any] = {"device": device, "tta": tta}
+    for name, value in (("tile", tile), ("overlap", overlap), ("batch_size", batch_size)):
+        if value is not None:
+            options[name] = value
+    n, height, width = volume.shape
+    task = dask.delayed(_predict_block, pure=False)
+    token = uuid.uuid4().hex
+    parts = []
+    start = 0
+    for b, size in enumerate(volume.chunks[0]):
+        stop = start + size
+        lo, hi = max(0, start - radius), min(n, stop + radius)
+        part = task(
+            volume[lo:hi],
+            model=model,
+            first=lo,
+            start=start - lo,
+            stop=stop - lo,
+            heads=heads,
+            source=os.fspath(source),
+            options=options,
+            dask_key_name=f"sxtquant-predict-{token}-{b}",
+        )
+        shape = (len(heads), size, height, width)
+        parts.append(da.from_delayed(part, shape=shape, dtype=np.float32))
+        start = stop
+    stacked = da.concatenate(parts, axis=1)
+    return {name: stacked[c] for c, name in enumerate(heads)}
 
 
 def predict_blocks(
@@ -212,21 +309,15 @@ def predict_blocks(
     -------
     (Z, Y, X) dask.array.Array of float32
         Probabilities in [0, 1], with the chunks of ``volume``; equal, slice for
-        slice, to :func:`sxtquant.nn.predict.predict_slices` of the whole volume.
+        slice, to :func:`sxtquant.nn.predict.predict_slices` of the whole volume (a
+        2.5D network's blocks read a halo of neighbours, see
+        :func:`predict_head_blocks`).
     """
-    options: dict[str, Any] = {"device": device, "tta": tta}
-    for name, value in (("tile", tile), ("overlap", overlap), ("batch_size", batch_size)):
-        if value is not None:
-            options[name] = value
-    return volume.map_blocks(
-        _predict_block,
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), np.float32),
-        name=f"sxtquant-predict-{uuid.uuid4().hex}",
-        model=model,
-        source=os.fspath(source),
-        options=options,
+    options = {"device": device, "tile": tile, "overlap": overlap, "batch_size": batch_size}
+    heads = predict_head_blocks(
+        volume, model, heads=("membrane",), tta=tta, source=source, **options
     )
+    return heads["membrane"]
 
 
 def _smooth_block(block, *, radius):
@@ -358,11 +449,13 @@ def segment_ome_zarr(
     threshold: float = THRESHOLD,
     z_radius: int = 0,
     block_slices: int = DEFAULT_BLOCK_SLICES,
+    region_paths: Mapping[str, str | os.PathLike] | None = None,
     scheduler=None,
     progress: bool = True,
     **infer_options,
 ) -> SegmentStats:
-    """Segment an OME-Zarr tomogram block by block into two OME-Zarr images.
+    """Segment an OME-Zarr tomogram block by block into two OME-Zarr images (and one
+    per region head).
 
     Every block of ``block_slices`` slices is read, run through the network, and its
     probability and mask written before the next; with a Dask client the blocks run
@@ -385,6 +478,10 @@ def segment_ome_zarr(
         only; the probability written is the network's).
     block_slices : int
         Slices per block.
+    region_paths : mapping of str to path-like, optional
+        Outputs for region heads of the network by name (e.g. ``{"cell": ...}``):
+        float32 probabilities in [0, 1], OME-Zarr like the membrane's, from the same
+        network pass.
     scheduler : distributed.Client or str, optional
         Where the blocks run; default: in this process, one after the other.
     progress : bool
@@ -405,15 +502,29 @@ def segment_ome_zarr(
     import dask.array as da
 
     volume, voxel = open_blocks(source, block_slices=block_slices)
-    probability = predict_blocks(volume, model, source=source, **infer_options)
+    region_paths = dict(region_paths or {})
+    heads = predict_head_blocks(
+        volume, model, heads=("membrane", *region_paths), source=source, **infer_options
+    )
+    probability = heads["membrane"]
     smoothed = smooth_z_blocks(probability, z_radius) if z_radius else probability
     mask = (smoothed > np.float32(threshold)).rechunk(probability.chunks)
     mask_u8 = da.where(mask, np.uint8(255), np.uint8(0))
     chunks = _output_chunks(volume.shape, block_slices)
-    with io.atomic_output(probability_path) as tmp_prob, io.atomic_output(mask_path) as tmp_mask:
-        prob_out = io.create_ome_zarr(tmp_prob, volume.shape, np.float32, voxel, chunks=chunks)
-        mask_out = io.create_ome_zarr(tmp_mask, volume.shape, np.uint8, voxel, chunks=chunks)
-        stored = da.store([probability, mask_u8], [prob_out, mask_out], lock=False, compute=False)
+    images = [(probability_path, probability), (mask_path, mask_u8)]
+    images += [(path, heads[name]) for name, path in region_paths.items()]
+    with contextlib.ExitStack() as stack:
+        outputs = [
+            io.create_ome_zarr(
+                stack.enter_context(io.atomic_output(path)),
+                volume.shape,
+                image.dtype,
+                voxel,
+                chunks=chunks,
+            )
+            for path, image in images
+        ]
+        stored = da.store([image for _, image in images], outputs, lock=False, compute=False)
         _, foreground = _compute(
             stored, mask.sum(), scheduler=scheduler, desc="segmenting blocks", show=progress
         )
@@ -450,16 +561,7 @@ def write_tiff_slices(
     """
     import tifffile
 
-    dtype = np.dtype(dtype)
-    shape = tuple(int(n) for n in shape)
-    if dtype.type not in _IMAGEJ_DTYPES or len(shape) != 3:
-        raise ValueError(f"write_tiff_slices writes (z, y, x) {_IMAGEJ_DTYPES}, got {dtype}")
-    metadata: dict = {"axes": "ZYX"}
-    options: dict = {}
-    if voxel_size_nm is not None:
-        z, y, x = as_voxel_size(voxel_size_nm)
-        options["resolution"] = (1.0 / x, 1.0 / y)
-        metadata.update(spacing=z, unit="nm")
+    shape, dtype, options = _imagej_options(shape, dtype, voxel_size_nm)
 
     def pages() -> Iterator[np.ndarray]:
         count = 0
@@ -473,7 +575,55 @@ def write_tiff_slices(
             raise ValueError(f"got {count} slices, expected {shape[0]}")
 
     with io.atomic_output(path) as tmp:
-        tifffile.imwrite(
-            tmp, data=pages(), shape=shape, dtype=dtype, imagej=True, metadata=metadata, **options
-        )
+        tifffile.imwrite(tmp, data=pages(), shape=shape, dtype=dtype, **options)
     return Path(path)
+
+
+@contextlib.contextmanager
+def tiff_memmap(
+    path: str | os.PathLike, shape: Sequence[int], dtype, voxel_size_nm=None
+) -> Iterator[np.ndarray]:
+    """A (Z, Y, X) ImageJ TIFF to fill slice by slice in any order, as a memory map.
+
+    For several images made in one pass (one of them streamed by
+    :func:`write_tiff_slices`, the others written here as their slices come); the
+    file is read by :func:`sxtquant.io.read_volume` as :func:`write_tiff_slices`'s
+    is (shape, dtype, voxel size), and appears under ``path`` only when the block
+    succeeds.
+
+    Parameters
+    ----------
+    path, shape, dtype, voxel_size_nm
+        As :func:`write_tiff_slices`.
+
+    Yields
+    ------
+    (Z, Y, X) numpy.memmap
+        Zero-filled; flushed and closed when the block ends.
+    """
+    import tifffile
+
+    shape, dtype, options = _imagej_options(shape, dtype, voxel_size_nm)
+    with io.atomic_output(path) as tmp:
+        image = tifffile.memmap(tmp, shape=shape, dtype=dtype, **options)
+        try:
+            yield image
+            image.flush()
+        finally:
+            del image
+
+
+def _imagej_options(shape, dtype, voxel_size_nm) -> tuple[tuple[int, ...], np.dtype, dict]:
+    """The checked shape and dtype of a (z, y, x) ImageJ TIFF and tifffile's options
+    for it (hyperstack, ``spacing`` and unit nm)."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    if dtype.type not in _IMAGEJ_DTYPES or len(shape) != 3:
+        raise ValueError(f"ImageJ TIFFs hold (z, y, x) {_IMAGEJ_DTYPES}, got {dtype} {shape}")
+    metadata: dict = {"axes": "ZYX"}
+    options: dict = {"imagej": True, "metadata": metadata}
+    if voxel_size_nm is not None:
+        z, y, x = as_voxel_size(voxel_size_nm)
+        options["resolution"] = (1.0 / x, 1.0 / y)
+        metadata.update(spacing=z, unit="nm")
+    return shape, dtype, options

@@ -2,7 +2,9 @@
 
 :func:`segment_file` is what ``sxtquant segment`` runs for each input: a plain file is
 streamed slice by slice into two TIFFs, an OME-Zarr tomogram goes block by block into
-two OME-Zarr images, and a sidecar record lets a rerun skip what is up to date.
+two OME-Zarr images, and a sidecar record lets a rerun skip what is up to date. A
+network with region heads (``config.regions``) also gives one probability image per
+region, ``<stem>.<region>.probability.*``, from the same pass.
 :class:`SegmentSpec` carries the options (picklable); its field defaults are the
 command line's.
 """
@@ -37,10 +39,12 @@ class SegmentSpec:
     dataset: str | None = None
     block_slices: int = DEFAULT_BLOCK_SLICES
     force: bool = False
+    axes: str = "z"
 
     def identity(self) -> dict:
         """What decides the outputs (recorded in the sidecar; a change redoes them).
-        The device, batch size and block size do not change the result."""
+        The device, batch size and block size do not change the result. ``axes`` is
+        recorded when it is not ``z``, so records written before it existed still match."""
         options = {
             "threshold": self.threshold,
             "mask_rule": self.mask_rule,
@@ -50,6 +54,8 @@ class SegmentSpec:
             "z_smooth": self.z_smooth,
             "dataset": self.dataset,
         }
+        if self.axes != "z":
+            options["axes"] = self.axes
         return {"command": "segment", "model": self.model_identity, "options": options}
 
     def infer_options(self) -> dict:
@@ -64,11 +70,9 @@ class SegmentSpec:
 
 def output_paths(path, out_dir) -> tuple[Path, Path, Path]:
     """The probability, mask and record that ``segment`` writes for ``path`` in ``out_dir``."""
-    from sxtquant import io
     from sxtquant.scale.batch import RECORD_SUFFIX
 
-    stem = io.volume_stem(path)
-    suffix = ".ome.zarr" if io.format_of(path) == "zarr" else ".tif"
+    stem, suffix = _stem_and_suffix(path)
     out_dir = Path(out_dir)
     return (
         out_dir / f"{stem}.probability{suffix}",
@@ -77,12 +81,29 @@ def output_paths(path, out_dir) -> tuple[Path, Path, Path]:
     )
 
 
+def region_paths(path, out_dir, regions) -> dict[str, Path]:
+    """The region probabilities that ``segment`` writes for ``path`` in ``out_dir`` with a
+    network whose region heads are ``regions``: ``<stem>.<region>.probability.tif``
+    (``.ome.zarr`` for an OME-Zarr input), by region name."""
+    stem, suffix = _stem_and_suffix(path)
+    return {region: Path(out_dir) / f"{stem}.{region}.probability{suffix}" for region in regions}
+
+
+def _stem_and_suffix(path) -> tuple[str, str]:
+    from sxtquant import io
+
+    return io.volume_stem(path), ".ome.zarr" if io.format_of(path) == "zarr" else ".tif"
+
+
 def segment_file(path, out_dir, spec: SegmentSpec, *, scheduler=None, progress: bool = True):
     """Segment one tomogram into ``out_dir`` unless its record says it is up to date.
 
     A plain file is streamed slice by slice into two TIFFs; an OME-Zarr tomogram goes
     block by block (on ``scheduler``'s workers when given) into two OME-Zarr images.
-    The record is written last, so an interrupted run leaves no matching record.
+    A network with region heads adds one probability per region (:func:`region_paths`),
+    listed in the record with the others. ``spec.axes`` other than ``z`` predicts the
+    whole volume in memory (not for OME-Zarr). The record is written last, so an
+    interrupted run leaves no matching record.
 
     Returns
     -------
@@ -93,17 +114,26 @@ def segment_file(path, out_dir, spec: SegmentSpec, *, scheduler=None, progress: 
     import numpy as np
 
     from sxtquant import scale
+    from sxtquant.core.errors import InputError
 
     path = Path(path)
     prob_path, mask_path, record_path = output_paths(path, out_dir)
-    outputs = [prob_path, mask_path]
+    regions = region_paths(path, out_dir, scale.cached_model(spec.model).config.regions)
+    outputs = [prob_path, mask_path, *regions.values()]
+    listed = ", ".join(map(str, outputs))
     identity = spec.identity()
     if not spec.force and scale.record_matches(
         record_path, inputs=[path], outputs=outputs, identity=identity
     ):
-        return scale.JobResult("skipped", f"{path}: up to date ({prob_path}, {mask_path})")
+        return scale.JobResult("skipped", f"{path}: up to date ({listed})")
     start = time.perf_counter()
     if prob_path.name.endswith(".zarr"):
+        if spec.axes != "z":
+            raise InputError(
+                path,
+                f"an OME-Zarr volume is segmented block by block along z; axes {spec.axes} "
+                "would need it whole in memory",
+            )
         stats = scale.segment_ome_zarr(
             path,
             prob_path,
@@ -112,36 +142,62 @@ def segment_file(path, out_dir, spec: SegmentSpec, *, scheduler=None, progress: 
             threshold=spec.threshold,
             z_radius=spec.z_smooth,
             block_slices=spec.block_slices,
+            region_paths=regions,
             scheduler=scheduler,
             progress=progress,
             **spec.infer_options(),
         )
         shape, foreground = stats.shape, stats.foreground
     else:
-        shape, foreground = _segment_to_tiff(path, prob_path, mask_path, spec, progress)
+        shape, foreground = _segment_to_tiff(path, prob_path, mask_path, regions, spec, progress)
     seconds = time.perf_counter() - start
     scale.write_record(
         record_path, inputs=[path], outputs=outputs, identity=identity, seconds=seconds
     )
     fraction = foreground / max(1, shape[0] * shape[1] * shape[2])
-    message = (
-        f"{path}: {prob_path}, {mask_path} ({shape[0]} slices, {100 * fraction:.2f} % membrane)"
-    )
+    message = f"{path}: {listed} ({shape[0]} slices, {100 * fraction:.2f} % membrane)"
     return scale.JobResult("ok", message, {"seconds": seconds, "voxels": int(np.prod(shape))})
 
 
-def _segment_to_tiff(path, prob_path, mask_path, spec: SegmentSpec, progress: bool):
-    """Probability TIFF streamed from the network, then the mask streamed from it."""
+def _segment_to_tiff(path, prob_path, mask_path, regions, spec: SegmentSpec, progress: bool):
+    """Probability TIFFs streamed from the network (along z; else predicted whole), then
+    the mask streamed from the membrane's."""
+    import contextlib
+
     import numpy as np
 
     from sxtquant import io, scale
-    from sxtquant.nn.predict import iter_probability_slices
+    from sxtquant.nn.predict import iter_head_slices, iter_probability_slices, predict_heads
+    from sxtquant.scale.blocks import tiff_memmap
 
     volume = io.read_volume(path, dataset=spec.dataset)
     model = scale.cached_model(spec.model)
-    slices = iter_probability_slices(model, volume.data, progress=progress, **spec.infer_options())
     voxel = volume.voxel_size_nm
-    scale.write_tiff_slices(prob_path, slices, volume.shape, np.float32, voxel)
+    options = {"progress": progress, **spec.infer_options()}
+    if spec.axes != "z":
+        probs = predict_heads(model, volume.data, axes=spec.axes, **options)
+        for name, out in {"membrane": prob_path, **regions}.items():
+            scale.write_tiff_slices(out, probs.pop(name), volume.shape, np.float32, voxel)
+    elif not regions:
+        slices = iter_probability_slices(model, volume.data, **options)
+        scale.write_tiff_slices(prob_path, slices, volume.shape, np.float32, voxel)
+    else:
+        with contextlib.ExitStack() as stack:
+            images = [
+                stack.enter_context(tiff_memmap(out, volume.shape, np.float32, voxel))
+                for out in regions.values()
+            ]
+            heads = ("membrane", *regions)
+
+            def membrane():
+                for z, probs in enumerate(
+                    iter_head_slices(model, volume.data, heads=heads, **options)
+                ):
+                    for image, prob in zip(images, probs[1:], strict=True):
+                        image[z] = prob
+                    yield probs[0]
+
+            scale.write_tiff_slices(prob_path, membrane(), volume.shape, np.float32, voxel)
     probability = io.read_volume(prob_path, check=False).data  # memory-mapped
     foreground = 0
 

@@ -14,6 +14,7 @@ import torch
 from sxtquant import io
 from sxtquant.core.errors import InputError
 from sxtquant.nn.network import standardize_slices
+from sxtquant.nn.tiling import reflect_index
 
 
 @dataclass(frozen=True)
@@ -100,21 +101,6 @@ class TrainingData:
             labels=tuple(np.asarray(s) > 0 for s in labels),
             unlabeled=tuple(np.asarray(s, dtype=np.float32) for s in unlabeled),
         )
-
-
-def reflect_index(j: int, n: int) -> int:
-    """Index ``j`` reflected into ``[0, n)`` about the end slices (-1 -> 1, n -> n - 2).
-
-    Examples
-    --------
-    >>> [reflect_index(j, 4) for j in range(-3, 7)]
-    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
-    """
-    if n == 1:
-        return 0
-    period = 2 * (n - 1)
-    j %= period
-    return j if j < n else period - j
 
 
 def context_indices(
