@@ -13,10 +13,13 @@ The engine of ``sxtquant demo``, callable on your own tomogram::
 :func:`analyze` runs the network (:func:`sxtquant.nn.predict.predict_volume`), makes
 the objects with the one recipe of :mod:`sxtquant.quantify.recipe`, finds and measures
 the filopodia (:func:`sxtquant.quantify.filopodia.find_filopodia`) and meshes the
-objects. :func:`compare_with_truth` scores a result against a simulation's truth
-(pixel metrics, filopodia matched to the simulated ones, and the same steps run on the
-true membranes: what a perfect network would give). :func:`write_analysis` writes the
-files the demo writes. Arrays are (z, y, x), lengths in nm.
+objects. A region-aware network (heads ``cell`` and ``organelles``) gives the objects
+from its region probabilities instead
+(:func:`sxtquant.quantify.regions.objects_from_regions`: no closed contours needed).
+:func:`compare_with_truth` scores a result against a simulation's truth (pixel
+metrics, filopodia matched to the simulated ones, and the same steps run on the true
+membranes: what a perfect network would give). :func:`write_analysis` writes the files
+the demo writes. Arrays are (z, y, x), lengths in nm.
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ class Analysis:
     threshold : float
     seconds : dict
         Seconds per stage.
+    cell_probability, organelle_probability : (Z, Y, X) ndarray of float32 or None
+        A region-aware network's region probabilities (None for a membrane-only one);
+        the objects then come from them.
     """
 
     voxel_size: VoxelSize
@@ -94,6 +100,13 @@ class Analysis:
     mesh_labels: np.ndarray | None = None
     threshold: float = THRESHOLD
     seconds: dict = field(default_factory=dict)
+    cell_probability: np.ndarray | None = None
+    organelle_probability: np.ndarray | None = None
+
+    @property
+    def from_regions(self) -> bool:
+        """Whether the objects come from region probabilities."""
+        return self.cell_probability is not None
 
     @property
     def membrane_fraction(self) -> float:
@@ -162,8 +175,14 @@ def analyze(
     meshes: bool = True,
     timer: StageTimer | None = None,
     progress: bool = True,
+    regions: bool = True,
 ) -> Analysis:
     """Segment a tomogram's membranes, make its objects and filopodia, mesh them.
+
+    With a region-aware network (and ``regions``) the cell is its thresholded
+    cell-interior probability, the organelles its organelle interior split by a seeded
+    watershed, and the filopodia the cell mask's protrusions; otherwise the membranes
+    are closed and filled (``recipe``).
 
     Parameters
     ----------
@@ -183,29 +202,49 @@ def analyze(
         Records the stages ``segment``, ``objects``, ``filopodia``, ``meshes``.
     progress : bool
         The network's progress bar.
+    regions : bool
+        Use a region-aware network's region heads (False: the membrane path alone).
 
     Returns
     -------
     Analysis
     """
     from sxtquant.nn.checkpoint import load_model
-    from sxtquant.nn.predict import predict_volume
+    from sxtquant.nn.predict import predict_heads, predict_volume
+    from sxtquant.quantify.filopodia import summarize
 
     voxel = VoxelSize.of(voxel_size_nm)
     timer = timer or StageTimer(["segment", "objects", "filopodia", "meshes"], show=False)
     network = load_model(model) if isinstance(model, str | Path) else model
+    heads = getattr(getattr(network, "config", None), "heads", ("membrane",))
+    use_regions = regions and "cell" in heads
+    cell_probability = organelle_probability = None
     with timer("segment"):
-        probability = predict_volume(network, tomogram, device=device, progress=progress)
+        if use_regions:
+            maps = predict_heads(network, tomogram, device=device, progress=progress)
+            probability, cell_probability = maps["membrane"], maps["cell"]
+            organelle_probability = maps.get("organelles")
+        else:
+            probability = predict_volume(network, tomogram, device=device, progress=progress)
         mask = probability > np.float32(threshold)
     with timer("objects"):
         from sxtquant.quantify.morphology import measure_objects
 
-        objects = objects_from_membranes(mask, voxel, recipe)
-        table = measure_objects(objects, voxel)
-    with timer("filopodia"):
-        from sxtquant.quantify.filopodia import summarize
+        if use_regions:
+            from sxtquant.quantify.regions import measure_cell_objects, objects_from_regions
 
-        per, filopodia_labels = filopodia_of(objects > 0, voxel)
+            parts = objects_from_regions(
+                cell_probability, voxel, organelle_probability=organelle_probability
+            )
+            objects, table = parts.labels, measure_cell_objects(parts, voxel)
+        else:
+            objects = objects_from_membranes(mask, voxel, recipe)
+            table = measure_objects(objects, voxel)
+    with timer("filopodia"):
+        if use_regions:  # found with the objects: the cell mask's protrusions
+            per, filopodia_labels = parts.filopodia, parts.filopodia_labels
+        else:
+            per, filopodia_labels = filopodia_of(objects > 0, voxel)
         summary = summarize(per)
     mesh_list, mesh_labels = [], None
     if meshes:
@@ -224,6 +263,8 @@ def analyze(
         mesh_labels=mesh_labels,
         threshold=threshold,
         seconds=dict(timer.seconds),
+        cell_probability=cell_probability,
+        organelle_probability=organelle_probability,
     )
 
 
@@ -294,8 +335,9 @@ def write_analysis(analysis: Analysis, out: str | Path, *, stem: str = "tomogram
     """Write an analysis as the demo does; returns the files written.
 
     ``out/segmentation/<stem>.probability.tif`` and ``<stem>.mask.tif`` (as ``sxtquant
-    segment``), ``out/quantification/`` ``filled.mask.tif``, ``objects.tif`` (labels),
-    ``objects.csv``, ``filopodia.tif`` (labels), ``filopodia.csv``,
+    segment``; with a region-aware network also ``<stem>.cell.probability.tif`` and
+    ``<stem>.organelles.probability.tif``), ``out/quantification/`` ``filled.mask.tif``,
+    ``objects.tif`` (labels), ``objects.csv``, ``filopodia.tif`` (labels), ``filopodia.csv``,
     ``filopodia_summary.csv``, and ``out/meshes/objects.glb`` and ``objects.stl`` when
     there are meshes. Every file carries the voxel size.
     """
@@ -315,6 +357,13 @@ def write_analysis(analysis: Analysis, out: str | Path, *, stem: str = "tomogram
         io.write_table(analysis.filopodia, quant / "filopodia.csv"),
         io.write_table(analysis.filopodia_summary, quant / "filopodia_summary.csv"),
     ]
+    for name, probability in (
+        ("cell", analysis.cell_probability),
+        ("organelles", analysis.organelle_probability),
+    ):
+        if probability is not None:
+            path = seg / f"{stem}.{name}.probability.tif"
+            written.append(io.write_probability(path, probability, voxel))
     if analysis.meshes:
         written.append(write_meshes(analysis.meshes, out / "meshes" / "objects.glb"))
         written.append(write_meshes(analysis.meshes, out / "meshes" / "objects.stl"))

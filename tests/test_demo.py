@@ -173,6 +173,18 @@ def test_match_filopodia_picks_largest_overlap_with_a_filopodium():
     assert summary["mean_abs_relative_error"]["length"] == pytest.approx((0.1 + 0.05) / 2)
 
 
+def test_match_filopodia_leaves_out_the_filopodia_that_leave_the_volume():
+    true, det, table, detected = _truth_and_detections()
+    table["touches_border"] = [True, False, True, True]  # filopodia 3 and 4 are cut
+    detected["touches_border"] = [False, False, True]  # the false detection is cut too
+    matches = match_filopodia(det, detected, true, table)
+    assert list(matches["status"]) == ["matched", "cut", "cut", "cut"]
+    summary = matching_summary(matches)
+    assert summary["true"] == 1 and summary["true_found"] == 1 and summary["matched"] == 1
+    assert (summary["false"], summary["missed"], summary["cut"]) == (0, 0, 3)
+    assert summary["mean_abs_relative_error"]["length"] == pytest.approx(0.1)
+
+
 def test_match_filopodia_without_detections_lists_the_missed():
     true, det, table, detected = _truth_and_detections()
     matches = match_filopodia(np.zeros_like(det), detected.iloc[:0], true, table)

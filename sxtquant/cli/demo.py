@@ -2,7 +2,8 @@
 
 Simulates a cryo-SXT tomogram of a cell with filopodia (or takes --input), segments
 its membranes with the network (the shipped model unless --model says otherwise),
-closes and fills the membranes into solid objects, separates touching objects,
+makes solid objects (from the network's cell and organelle interiors when it has those
+heads, else by closing and filling the membranes and separating touching objects),
 finds and measures the filopodia (Fig. 3B of Dyhr et al. 2023), meshes the objects,
 and writes a one-page report. For a simulated cell the report also sets the measured
 values beside the true ones and scores the segmentation against the true membranes.
@@ -18,7 +19,9 @@ Writes into OUT_DIR (default demo_output; a rerun replaces a previous demo's fil
   simulation/                 simulated input: tomogram.mrc and its ground truth
                               (the files of 'sxtquant simulate')
   segmentation/               <stem>.probability.tif, <stem>.mask.tif (as 'sxtquant
-                              segment'), metrics.json (simulated input)
+                              segment'; a region-aware model adds <stem>.cell.probability.tif
+                              and <stem>.organelles.probability.tif), metrics.json
+                              (simulated input)
   quantification/             filled.mask.tif, objects.tif (labels), objects.csv,
                               filopodia.tif (labels), filopodia.csv, filopodia_summary.csv,
                               filopodia_vs_truth.csv (simulated input)
@@ -77,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NM",
         help="voxel size in nm: of the simulated cell (default 9.8), or of --input when "
         "its header records none or a wrong one",
+    )
+    parser.add_argument(
+        "--field-of-view",
+        action="store_true",
+        help="simulate a cell larger than the volume, cut by its borders (lateral and in z), "
+        "as on a real tomogram; filopodia that leave the volume are flagged cut",
     )
     parser.add_argument(
         "--model",
@@ -190,12 +199,14 @@ def run(args: argparse.Namespace) -> int:
                 sim = _simulate(args, voxel[0], out / "simulation")
                 tomogram, stem = sim.tomogram, "tomogram"
                 results["seed"] = args.seed
+                results["field_of_view"] = bool(args.field_of_view)
                 results["true_filopodia"] = int((sim.table["class"] == "filopodium").sum())
         else:
             with stages("read"):
                 tomogram, stem = np.asarray(volume.data), io.volume_stem(args.input)
         results["shape_zyx"] = list(tomogram.shape)
         analysis = pipeline.analyze(tomogram, voxel, model, device=device, timer=stages)
+        results["objects_from"] = "regions" if analysis.from_regions else "membranes"
         results["membrane_fraction"] = analysis.membrane_fraction
         results["objects"] = len(analysis.table)
         results["filopodia"] = analysis.filopodia_numbers()
@@ -234,9 +245,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _simulate(args, voxel_nm: float, folder):
     """The simulated cell of the demo, written to ``folder`` as 'sxtquant simulate' does."""
+    from sxtquant.simulate.cell import CellContent
     from sxtquant.simulate.files import write_simulation
     from sxtquant.simulate.tomogram import simulate_tomogram
 
-    sim = simulate_tomogram(tuple(args.shape), voxel_nm, seed=args.seed)
+    content = CellContent(field_of_view=True) if args.field_of_view else None
+    sim = simulate_tomogram(tuple(args.shape), voxel_nm, seed=args.seed, content=content)
     write_simulation(sim, folder, seed=args.seed)
     return sim

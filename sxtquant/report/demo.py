@@ -94,8 +94,16 @@ def summary_rows(results: dict) -> list[tuple[str, str]]:
     found = str(filo["found"])
     if "true_filopodia" in results:
         found += f" / {results['true_filopodia']} true"
+    source = results.get("objects_from")
     rows = [
         ("objects found", str(results["objects"])),
+        *(
+            [("objects from", "the network's cell and organelle interiors")]
+            if source == "regions"
+            else [("objects from", "the filled membranes")]
+            if source == "membranes"
+            else []
+        ),
         ("filopodia found", found),
         ("filopodia mean length", _fmt(filo["mean_length_nm"], ".0f", " nm")),
         ("filopodia mean diameter", _fmt(filo["mean_diameter_nm"], ".0f", " nm")),
@@ -121,8 +129,9 @@ def summary_rows(results: dict) -> list[tuple[str, str]]:
 
 def matching_text(m: dict) -> str:
     errors = m["mean_abs_relative_error"]
+    cut = f" ({m['cut']} cut by the volume's border left out)" if m.get("cut") else ""
     return (
-        f"{m['true_found']} of {m['true']} found, {m['false']} false; mean |error| "
+        f"{m['true_found']} of {m['true']} found, {m['false']} false{cut}; mean |error| "
         f"length {_fmt(100 * errors['length'], '.0f', ' %')}, diameter "
         f"{_fmt(100 * errors['diameter'], '.0f', ' %')}"
     )
