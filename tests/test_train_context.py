@@ -273,3 +273,32 @@ def test_soft_dice_loss_is_zero_on_target_one_on_its_complement_and_counts_each_
     with pytest.raises(ValueError, match="dice_weight"):
         TrainConfig(dice_weight=-1)
     assert "dice_weight" not in TrainConfig().to_dict()
+
+
+def test_supervised_step_adds_the_dice_term_to_its_loss():
+    import copy
+
+    from sxtquant.nn.network import build_model
+    from sxtquant.train.losses import soft_dice_loss
+    from sxtquant.train.steps import supervised_step
+
+    torch.manual_seed(0)
+    model = build_model(TrainConfig().__class__ and __import__("dataclasses").replace(
+        __import__("sxtquant.nn.config", fromlist=["PRESETS"]).PRESETS["tiny"],
+        in_slices=3, regions=("cell", "organelles"),
+    ))  # fmt: skip
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    t = torch.where(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)) > 1,
+                    1.0, -1.0)  # fmt: skip
+    losses = {}
+    for weight in (0.0, 1.0):
+        net = copy.deepcopy(model)
+        opt = torch.optim.SGD(net.parameters(), lr=0.0)
+        losses[weight] = supervised_step(net, opt, x, t, image_loss_weight=0.0, dice_weight=weight)[
+            "label_loss"
+        ]
+    net = copy.deepcopy(model).train()
+    with torch.no_grad():
+        heads = net.forward_heads(x)
+    dice = soft_dice_loss(heads[:, :1], t[:, :1]) + soft_dice_loss(heads[:, 1:], t[:, 1:])
+    assert losses[1.0] - losses[0.0] == pytest.approx(dice.item(), rel=1e-4)

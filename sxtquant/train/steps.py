@@ -126,7 +126,9 @@ def supervised_step(
             reconstruction, label = None, _forward_label(model, images)
         else:
             reconstruction, label = _forward_all(model, images)
-    membrane_loss, region_loss = label_loss(label.float(), targets, membrane_weight=membrane_weight)
+    membrane_loss, region_loss = label_loss(
+        label.float(), targets, membrane_weight=membrane_weight, dice_weight=dice_weight
+    )
     supervised = membrane_loss + region_loss
     if reconstruction is None or image_loss_weight == 0:
         img_loss = torch.zeros((), device=images.device)
