@@ -8,7 +8,8 @@ absolute relative error of length and diameter, the membrane pixel scores, the c
 interior's Dice (filled cell of the analysis against the true cell with its
 filopodia and organelles) and the number of pieces the cell body came out in (objects
 holding at least 1 % of the true cell body). The same steps on the true membranes
-(the ceiling of the quantify step) are scored for every cell. Run from the
+(the ceiling of the quantify step) are scored for every cell, and for a region-aware
+model the region path on the true cell and organelle interiors. Run from the
 repository root::
 
     .venv/bin/python evaluation/objects.py --model default --model new=build/regions/run/last
@@ -69,6 +70,8 @@ def score_cell(analysis, sim, comparison) -> dict:
         "true_membranes_true": ceiling["true"],
         "true_membranes_false": ceiling["false"],
         "true_membranes_length_error": ceiling["mean_abs_relative_error"]["length"],
+        "true_regions_found": (comparison.on_true_regions or {}).get("true_found"),
+        "true_regions_false": (comparison.on_true_regions or {}).get("false"),
         "cell_dice": float(dice),
         "cell_body_pieces": pieces,
         "precision": comparison.scores["precision"],
@@ -104,6 +107,8 @@ def totals(rows) -> dict:
         "true_membranes_found": int(frame["true_membranes_found"].sum()),
         "true_membranes_true": int(frame["true_membranes_true"].sum()),
         "true_membranes_false": int(frame["true_membranes_false"].sum()),
+        "true_regions_found": int(frame["true_regions_found"].fillna(0).sum()),
+        "true_regions_false": int(frame["true_regions_false"].fillna(0).sum()),
         "cell_dice_mean": float(frame["cell_dice"].mean()),
         "cell_body_pieces_max": int(frame["cell_body_pieces"].max()),
         "cells_in_one_piece": int((frame["cell_body_pieces"] == 1).sum()),

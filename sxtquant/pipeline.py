@@ -231,10 +231,17 @@ def analyze(
         from sxtquant.quantify.morphology import measure_objects
 
         if use_regions:
-            from sxtquant.quantify.regions import measure_cell_objects, objects_from_regions
+            from sxtquant.quantify.regions import (
+                DEFAULT_CELL_SMOOTH_NM,
+                measure_cell_objects,
+                objects_from_regions,
+            )
 
             parts = objects_from_regions(
-                cell_probability, voxel, organelle_probability=organelle_probability
+                cell_probability,
+                voxel,
+                organelle_probability=organelle_probability,
+                smooth_nm=DEFAULT_CELL_SMOOTH_NM,
             )
             objects, table = parts.labels, measure_cell_objects(parts, voxel)
         else:
@@ -283,12 +290,16 @@ class Comparison:
         (:func:`sxtquant.evaluate.matching.match_filopodia`).
     on_true_membranes : dict
         The matching summary of the same steps on the true membranes.
+    on_true_regions : dict or None
+        For an analysis made from region probabilities: the matching summary of the
+        region path on the simulation's true cell and organelle interiors.
     """
 
     metrics: dict
     scores: dict
     matches: pd.DataFrame
     on_true_membranes: dict
+    on_true_regions: dict | None = None
 
     @property
     def matching(self) -> dict:
@@ -328,7 +339,29 @@ def compare_with_truth(
     objects = objects_from_membranes(simulation.membranes, analysis.voxel_size, recipe)
     per, labels = filopodia_of(objects > 0, analysis.voxel_size)
     reference = matching_summary(match_filopodia(labels, per, simulation.objects, simulation.table))
-    return Comparison(metrics=metrics, scores=scores, matches=matches, on_true_membranes=reference)
+    regions = None
+    if analysis.from_regions:  # the region path on the true regions: its own ceiling
+        from sxtquant.quantify.regions import objects_from_regions
+        from sxtquant.simulate.regions import region_masks
+
+        cell, organelles = region_masks(simulation.objects, simulation.table)
+        parts = objects_from_regions(
+            cell.astype(np.float32),
+            analysis.voxel_size,
+            organelle_probability=organelles.astype(np.float32),
+        )
+        regions = matching_summary(
+            match_filopodia(
+                parts.filopodia_labels, parts.filopodia, simulation.objects, simulation.table
+            )
+        )
+    return Comparison(
+        metrics=metrics,
+        scores=scores,
+        matches=matches,
+        on_true_membranes=reference,
+        on_true_regions=regions,
+    )
 
 
 def write_analysis(analysis: Analysis, out: str | Path, *, stem: str = "tomogram") -> list[Path]:

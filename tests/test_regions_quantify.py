@@ -296,3 +296,27 @@ def test_cli_refuses_region_files_with_several_masks(run_cli, segmented):
     )
     assert_user_error(result, "--cell-probability", "one MASK")
     assert not out.exists()
+
+
+def test_min_radius_returns_slivers_to_the_body_and_smoothing_is_checked():
+    from sxtquant.quantify.regions import cell_mask_from_probability, cell_objects
+
+    zz, yy, xx = np.mgrid[:40, :80, :160]
+    voxel = 10.0
+    body = (zz - 20) ** 2 + (yy - 40) ** 2 + (xx - 40) ** 2 <= 18**2
+    tube = ((zz - 20) ** 2 + (yy - 40) ** 2 <= 5**2) & (xx >= 40) & (xx < 120)  # r 50 nm
+    sliver = (np.abs(zz - 20) <= 0) & (np.abs(yy - 58) <= 0) & (xx >= 30) & (xx < 90)
+    cell = body | tube | sliver
+    every = cell_objects(cell, voxel, min_aspect=3.0)
+    assert every.n_filopodia == 2  # the tube and the one-voxel sliver
+    assert min(every.filopodia["radius_nm"]) < 10
+    thick = cell_objects(cell, voxel, min_aspect=3.0, min_radius_nm=20.0)
+    assert thick.n_filopodia == 1
+    assert thick.filopodia["radius_nm"].iloc[0] == pytest.approx(50.0, rel=0.15)
+    assert (thick.cell_labels > 0).sum() == cell.sum()  # the sliver is back in the body
+    probability = cell.astype(np.float32)
+    smoothed = cell_mask_from_probability(probability, smooth_voxels=1.5)
+    assert not smoothed[sliver & ~body].any()  # a one-voxel line does not survive
+    assert smoothed[body].mean() > 0.95  # a ball loses only its outermost voxels
+    with pytest.raises(ValueError, match="smooth_voxels"):
+        cell_mask_from_probability(probability, smooth_voxels=-1)

@@ -217,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
                 results["segmentation"] = comparison.scores
                 results["filopodia_vs_truth"] = comparison.matching
                 results["filopodia_on_true_membranes"] = comparison.on_true_membranes
+                if comparison.on_true_regions is not None:
+                    results["filopodia_on_true_regions"] = comparison.on_true_regions
         with stages("figures"):
             pipeline.write_analysis(analysis, out, stem=stem)
             matches = comparison.matches if comparison is not None else None

@@ -430,6 +430,7 @@ def _measure_regions(path, regions, spec: QuantifySpec, threshold: float):
         separate=spec.separate,
         min_voxels=spec.recipe.smallest_voxels(voxel),
         exclude_border=spec.exclude_border,
+        smooth_nm=rq.DEFAULT_CELL_SMOOTH_NM,
     )
     table = rq.measure_cell_objects(parts, voxel)
     filopodia = filopodia_labels = None
