@@ -1,4 +1,5 @@
-"""Scoring segmentations: pixel metrics, expert classes, baselines, matching against truth."""
+"""Scoring segmentations: pixel metrics, expert classes, baselines, matching against truth,
+bootstrap intervals."""
 
 from sxtquant.core.lazy import lazy_exports
 
@@ -15,6 +16,20 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "RandomForestBaseline",
         ),
         "classes": ("expert_classes", "summarize_classes"),
+        "intervals": (
+            "LEVEL",
+            "PIXEL_COUNTS",
+            "SAMPLES",
+            "TOLERANCE_COUNTS",
+            "Resampling",
+            "bootstrap_weights",
+            "count_intervals",
+            "paired_count_intervals",
+            "paired_tomogram_interval",
+            "pixel_scores",
+            "tolerance_scores",
+            "tomogram_interval",
+        ),
         "matching": (
             "FilopodiumQuantity",
             "FILOPODIUM_QUANTITIES",
