@@ -53,8 +53,6 @@ from sxtquant.core import progress as _progress
 from sxtquant.core.device import resolve_device
 from sxtquant.core.errors import InputError
 from sxtquant.nn.checkpoint import load_model, save_checkpoint
-from sxtquant.nn.config import PRESETS as MODEL_PRESETS
-from sxtquant.nn.config import REGIONS
 from sxtquant.nn.network import build_model
 from sxtquant.train.config import SIZE_MULTIPLE, TrainConfig
 from sxtquant.train.data import (
@@ -65,6 +63,7 @@ from sxtquant.train.data import (
     split_slices,
     stack_context,
 )
+from sxtquant.train.start import initial_model, model_config_of
 from sxtquant.train.steps import frozen, supervised_step, unsupervised_step, validate
 
 LOG_COLUMNS = (
@@ -234,41 +233,6 @@ class _Progress:
         return improved
 
 
-def model_config_of(config: TrainConfig, preset: str | None = None):
-    """The network a run trains: the preset, with the run's input slices and heads."""
-    return dataclasses.replace(
-        MODEL_PRESETS[preset or config.preset],
-        in_slices=config.in_slices,
-        regions=REGIONS if config.regions else (),
-    )
-
-
-def _kind_of(config: TrainConfig) -> str:
-    """'' for the 2D membrane-only network, else its input slices and heads, for messages."""
-    if config.in_slices == 1 and not config.regions:
-        return ""
-    return f" with {config.in_slices} input slice(s){' and region heads' if config.regions else ''}"
-
-
-def _initial_model(config: TrainConfig, device: torch.device) -> nn.Module:
-    """The trained model ``config.init`` to fine-tune; it must be a ``config.preset`` network
-    with the run's input slices and heads."""
-    model = load_model(config.init, device=device)
-
-    def is_preset(preset) -> bool:  # the batch-norm momentum is a training setting
-        wanted = model_config_of(config, preset)
-        return dataclasses.replace(model.config, bn_momentum=wanted.bn_momentum) == wanted
-
-    if not is_preset(config.preset):
-        named = [name for name in MODEL_PRESETS if is_preset(name)]
-        raise InputError(
-            config.init,
-            f"is not a {config.preset} network{_kind_of(config)}"
-            + (f"; fine-tune it with --preset {named[0]}" if named else ""),
-        )
-    return model
-
-
 def _run_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -414,7 +378,7 @@ def train(
     else:
         torch.manual_seed(config.seed)
         if config.init is not None:
-            model = _initial_model(config, device)
+            model = initial_model(config, device)
         else:
             model_config = model_config_of(config)
             if config.bn_momentum is not None:
