@@ -279,10 +279,48 @@ def test_cli_bad_region_file_exits_2_without_output(run_cli, tmp_path, problem):
     assert not out.exists() and not labels.exists()
 
 
-def test_cli_refuses_region_files_with_several_masks(run_cli, segmented):
+def test_cli_batch_takes_each_masks_region_files(run_cli, segmented):
+    import shutil
+
+    single = segmented / "single.csv"
+    assert run_cli("quantify", segmented / "cell.mask.tif", "-o", single).returncode == 0
+    for name in ("mask", "cell.probability", "organelles.probability"):
+        shutil.copy(segmented / f"cell.{name}.tif", segmented / f"other.{name}.tif")
+    batch = segmented / "tables"
+    batch.mkdir()
+    out = batch / "all.csv"
+    result = run_cli("quantify", segmented, "--filopodia", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "region probabilities: beside 2 of 2 masks" in result.stderr
+    table = pd.read_csv(out)
+    expected = pd.read_csv(single)
+    for tomogram in ("cell", "other"):  # each as the single mask gives it
+        rows = table[table["tomogram"] == tomogram].reset_index(drop=True)
+        assert rows["voxels"].tolist() == expected["voxels"].tolist()
+        assert len(rows) == 4  # body, filopodium, two organelles
+    assert len(pd.read_csv(batch / "all.filopodia.csv")) == 2
+    # a rerun skips; a changed region file is an input too: redone
+    again = run_cli("quantify", segmented, "--filopodia", "-o", out)
+    assert "up to date" in again.stdout
+    organelles = read_volume(segmented / "other.organelles.probability.tif")
+    write_probability(
+        segmented / "other.organelles.probability.tif",
+        np.zeros(organelles.shape, np.float32),
+        VOXEL,
+    )
+    redone = run_cli("quantify", segmented, "--filopodia", "-o", out)
+    assert redone.returncode == 0, redone.stderr
+    table = pd.read_csv(out)
+    assert (table["tomogram"] == "other").sum() == 2  # body and filopodium, no organelles
+    # --no-regions: the masks themselves
+    plain = run_cli("quantify", segmented, "--no-regions", "-o", batch / "plain.csv")
+    assert plain.returncode == 0, plain.stderr
+    assert "region probabilities" not in plain.stderr
+    assert len(pd.read_csv(batch / "plain.csv")) == 2  # one membrane shell per mask
+
+
+def test_cli_refuses_an_explicit_region_file_with_several_masks(run_cli, segmented):
     out = segmented / "all.csv"
-    result = run_cli("quantify", segmented, "-o", out)
-    assert_user_error(result, "cell.mask.tif", "--no-regions")
     other = segmented / "other.mask.tif"
     other.write_bytes((segmented / "cell.mask.tif").read_bytes())
     result = run_cli(

@@ -66,13 +66,15 @@ Several masks (files, folders or glob patterns; in a folder or pattern files nam
 row per object of every mask, with a first column `tomogram` (the mask's name
 without its suffixes and a trailing ".mask": cell.mask.tif -> cell), the columns
 above, then voxel_size_z_nm, voxel_size_y_nm, voxel_size_x_nm and `source` (the
-mask's path). Each mask is one task (--scheduler runs them on Dask workers); a
-failing one is reported and the others go on. TABLE.batch_summary.csv lists every
-mask with its status, error and seconds (exit code 1 if any failed), and
-TABLE.sxtquant.json records the checksums of the masks and outputs with the
-options: a rerun with nothing changed does nothing (--force to redo). With
---filopodia the filopodia tables get the `tomogram` column too; --labels-out is
-then a folder that gets <tomogram>.labels.tif (.labels.ome.zarr for OME-Zarr).
+mask's path). Each mask's region probabilities beside it are used as for one mask
+(--cell-probability and --organelle-probability name one file: one MASK only). Each mask
+is one task (--scheduler runs them on Dask workers); a failing one is reported and the
+others go on. TABLE.batch_summary.csv lists every mask with its status, error and seconds
+(exit code 1 if any failed), and TABLE.sxtquant.json records the checksums of the masks
+(and region files) and outputs with the options: a rerun with nothing changed does
+nothing (--force to redo). With --filopodia the filopodia tables get the `tomogram`
+column too; --labels-out is then a folder that gets <tomogram>.labels.tif
+(.labels.ome.zarr for OME-Zarr).
 
 Examples:
   sxtquant quantify cell.mask.tif --fill --separate --min-voxels 50 --exclude-border \\
@@ -84,11 +86,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from sxtquant.cli.options import add_batch_options, add_voxel_size_option, check_batch_options
 from sxtquant.core.voxels import VoxelSize
-from sxtquant.quantify.recipe import SEGMENTATION, ObjectRecipe, objects_from_membranes
+from sxtquant.quantify.recipe import SEGMENTATION, ObjectRecipe
 from sxtquant.quantify.regions import REGION_THRESHOLD
 from sxtquant.scale.measurement import (
     QuantifySpec,
@@ -96,6 +99,7 @@ from sxtquant.scale.measurement import (
     filopodia_labels_path,
     filopodia_paths,
     measure_file,
+    measure_region_file,
     quantify_job,
     tomogram_name,
 )
@@ -279,14 +283,13 @@ def run(args: argparse.Namespace) -> int:
     if not inputs.collection:
         regions = _region_files(inputs.paths[0], args)
         return _run_single(inputs.paths[0], out, args, spec, scheduler, regions)
-    for path in inputs.paths:  # region probabilities: one mask at a time (for now)
-        if explicit or (not args.no_regions and any(_region_files(path, args))):
-            where = "--cell-probability" if args.cell_probability else "--organelle-probability"
-            raise InputError(
-                where if explicit else path,
-                "region probabilities go with one MASK; quantify the masks one at a time"
-                + ("" if explicit else ", or give --no-regions"),
-            )
+    if explicit:
+        where = "--cell-probability" if args.cell_probability else "--organelle-probability"
+        raise InputError(
+            where,
+            "names one file, so it goes with one MASK; with several, the region "
+            "probabilities beside each mask are used",
+        )
     return _run_batch(inputs, out, args, spec, scheduler)
 
 
@@ -331,7 +334,7 @@ def _run_single(path, out: Path, args, spec: QuantifySpec, scheduler, regions=(N
         if not args.quiet:
             used = zip(("cell", "organelles"), regions, strict=True)
             print("region probabilities: " + "; ".join(f"{r} {p}" for r, p in used if p))
-        measured, parts = _measure_regions(path, regions, spec, args.region_threshold)
+        measured, parts = measure_region_file(path, regions, spec, args.region_threshold)
     else:
         blocks = spec.blockwise and io.format_of(path) == "zarr"
         where = scheduler if blocks else scale.SchedulerSpec()
@@ -377,67 +380,6 @@ def _left_out(summary) -> str:
     """The summary's note on the filopodia it leaves out (they touch the volume's edge)."""
     n = int(summary["n_touching_border"].iloc[0]) if len(summary) else 0
     return f" ({n} touching the volume's edge left out)" if n else ""
-
-
-def _measure_regions(path, regions, spec: QuantifySpec, threshold: float):
-    """``measure_file`` with the cell (and organelles) from region probability files;
-    also returns the :class:`~sxtquant.quantify.regions.CellObjects`."""
-    import numpy as np
-
-    from sxtquant import io, scale
-    from sxtquant.core.errors import InputError
-    from sxtquant.quantify import regions as rq
-    from sxtquant.quantify.filopodia import summarize
-    from sxtquant.scale.measurement import Measured, _require_3d
-
-    volume = io.read_volume(path, dataset=spec.dataset)
-    _require_3d(path, volume.shape)
-    voxel = volume.require_voxel_size(spec.voxel_size)
-    reference = volume.voxel_size_nm or voxel
-    maps = []
-    for region_path in regions:
-        if region_path is None:
-            maps.append(None)
-            continue
-        region = io.read_volume(region_path)
-        if region.shape != volume.shape:
-            raise InputError(
-                region_path, f"shape {region.shape} differs from {Path(path).name}'s {volume.shape}"
-            )
-        if region.voxel_size_nm is not None and not np.allclose(
-            region.voxel_size_nm, reference, rtol=1e-3
-        ):
-            raise InputError(
-                region_path,
-                f"voxel size {VoxelSize.of(region.voxel_size_nm)} differs from "
-                f"{Path(path).name}'s {VoxelSize.of(reference)}",
-            )
-        data = np.asarray(region.data, dtype=np.float32)
-        if data.min() < 0 or data.max() > 1:
-            raise InputError(region_path, "holds values outside [0, 1]; expected a probability map")
-        maps.append(data)
-    cell_mask = None
-    if maps[0] is None:  # organelles only: the cell is MASK's, filled as without regions
-        cell_mask = scale.check_mask_values(np.asarray(volume.data), path) > 0
-        if spec.fill:
-            cell_mask = objects_from_membranes(cell_mask, voxel, spec.recipe) > 0
-    parts = rq.objects_from_regions(
-        maps[0],
-        voxel,
-        organelle_probability=maps[1],
-        cell_mask=cell_mask,
-        threshold=threshold,
-        separate=spec.separate,
-        min_voxels=spec.recipe.smallest_voxels(voxel),
-        exclude_border=spec.exclude_border,
-        smooth_nm=rq.DEFAULT_CELL_SMOOTH_NM,
-    )
-    table = rq.measure_cell_objects(parts, voxel)
-    filopodia = filopodia_labels = None
-    if spec.filopodia:
-        filopodia = (parts.filopodia, summarize(parts.filopodia))
-        filopodia_labels = parts.filopodia_labels
-    return Measured(table, parts.labels, filopodia, voxel, filopodia_labels), parts
 
 
 def _stored_dtype(path):
@@ -499,9 +441,18 @@ def _run_batch(inputs, out: Path, args, spec: QuantifySpec, scheduler) -> int:
     base, outputs = _batch_outputs(out, spec, labels_files)
     record = base.with_name(base.name + scale.RECORD_SUFFIX)
     summary = base.with_name(base.name + ".batch_summary.csv")
+    # each mask's region probabilities, found beside it: inputs of the record too
+    regions = [_region_files(path, args) for path in inputs.paths]
+    region_inputs = [p for pair in regions for p in pair if p is not None]
     identity = spec.identity() | {"labels_out": bool(labels_dir)}
+    if region_inputs:
+        identity["region_threshold"] = args.region_threshold
+        if not args.quiet:
+            used = sum(any(pair) for pair in regions)
+            print(f"region probabilities: beside {used} of {len(regions)} masks", file=sys.stderr)
+    all_inputs = [*inputs.paths, *region_inputs]
     if not args.force and scale.record_matches(
-        record, inputs=inputs.paths, outputs=outputs, identity=identity
+        record, inputs=all_inputs, outputs=outputs, identity=identity
     ):
         print(f"{outputs[0]}: up to date with its {len(inputs.paths)} masks")
         skipped = [scale.Outcome(str(p), "skipped", seconds=0.0) for p in inputs.paths]
@@ -509,7 +460,10 @@ def _run_batch(inputs, out: Path, args, spec: QuantifySpec, scheduler) -> int:
 
     if labels_dir is not None:
         labels_dir.mkdir(parents=True, exist_ok=True)
-    zarr = [spec.blockwise and io.format_of(path) == "zarr" for path in inputs.paths]
+    zarr = [
+        spec.blockwise and io.format_of(path) == "zarr" and not any(pair)
+        for path, pair in zip(inputs.paths, regions, strict=True)
+    ]
     with scale.connect(scheduler) as client:
         # OME-Zarr masks are measured from here, their blocks spread over the workers;
         # the others are one task each. Workers get absolute paths.
@@ -520,9 +474,10 @@ def _run_batch(inputs, out: Path, args, spec: QuantifySpec, scheduler) -> int:
                 str(path),
                 quantify_job,
                 (where(path), spec, labels, where(base.parent)),
-                {"scheduler": client} if blocks else {},
+                ({"scheduler": client} if blocks else {})
+                | _region_kwargs(pair, args.region_threshold, where),
             )
-            for path, blocks in zip(inputs.paths, zarr, strict=True)
+            for path, blocks, pair in zip(inputs.paths, zarr, regions, strict=True)
         ]
         ordered = scale.run_jobs(jobs, client, here=zarr, retries=args.retries)
     results = [o.result.value for o in ordered if o.status == "ok"]
@@ -537,8 +492,16 @@ def _run_batch(inputs, out: Path, args, spec: QuantifySpec, scheduler) -> int:
                 io.write_table(part, outputs[2 + 2 * k])
                 io.write_table(part, outputs[3 + 2 * k])
         if len(results) == len(ordered):
-            scale.write_record(record, inputs=inputs.paths, outputs=outputs, identity=identity)
+            scale.write_record(record, inputs=all_inputs, outputs=outputs, identity=identity)
     return scale.report(ordered, summary)
+
+
+def _region_kwargs(pair, threshold: float, where) -> dict:
+    """``quantify_job``'s region arguments for a mask's (cell, organelles) files."""
+    if not any(pair):
+        return {}
+    files = tuple(where(p) if p is not None else None for p in pair)
+    return {"regions": files, "region_threshold": threshold}
 
 
 def _check_volume_suffix(path) -> None:

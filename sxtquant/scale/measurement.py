@@ -4,8 +4,10 @@
 its objects (membranes filled with an :class:`~sxtquant.quantify.recipe.ObjectRecipe`
 when asked), measure them, and find the filopodia. An OME-Zarr mask whose options
 allow it is measured block by block (:func:`sxtquant.scale.block_objects.quantify_blocks`).
-:func:`quantify_job` is one mask of a batch as a Dask task. :class:`QuantifySpec`
-carries the options (picklable); its field defaults are the command line's.
+:func:`measure_region_file` takes the cell and organelles from a region-aware network's
+probability files instead. :func:`quantify_job` is one mask of a batch as a Dask task.
+:class:`QuantifySpec` carries the options (picklable); its field defaults are the command
+line's.
 """
 
 from __future__ import annotations
@@ -217,6 +219,67 @@ def tidy(table, tomogram: str, voxel, source) -> Any:
     return table
 
 
+def measure_region_file(path, regions, spec: QuantifySpec, threshold: float = 0.5):
+    """:func:`measure_file` with the cell (and organelles) from region probability files
+    ``regions`` = (cell, organelles) paths, either None; also returns the
+    :class:`~sxtquant.quantify.regions.CellObjects`. ``threshold``: of both maps."""
+    import numpy as np
+
+    from sxtquant import io, scale
+    from sxtquant.core.errors import InputError
+    from sxtquant.quantify import regions as rq
+    from sxtquant.quantify.filopodia import summarize
+
+    volume = io.read_volume(path, dataset=spec.dataset)
+    _require_3d(path, volume.shape)
+    voxel = volume.require_voxel_size(spec.voxel_size)
+    reference = volume.voxel_size_nm or voxel
+    maps = []
+    for region_path in regions:
+        if region_path is None:
+            maps.append(None)
+            continue
+        region = io.read_volume(region_path)
+        if region.shape != volume.shape:
+            raise InputError(
+                region_path, f"shape {region.shape} differs from {Path(path).name}'s {volume.shape}"
+            )
+        if region.voxel_size_nm is not None and not np.allclose(
+            region.voxel_size_nm, reference, rtol=1e-3
+        ):
+            raise InputError(
+                region_path,
+                f"voxel size {VoxelSize.of(region.voxel_size_nm)} differs from "
+                f"{Path(path).name}'s {VoxelSize.of(reference)}",
+            )
+        data = np.asarray(region.data, dtype=np.float32)
+        if data.min() < 0 or data.max() > 1:
+            raise InputError(region_path, "holds values outside [0, 1]; expected a probability map")
+        maps.append(data)
+    cell_mask = None
+    if maps[0] is None:  # organelles only: the cell is MASK's, filled as without regions
+        cell_mask = scale.check_mask_values(np.asarray(volume.data), path) > 0
+        if spec.fill:
+            cell_mask = objects_from_membranes(cell_mask, voxel, spec.recipe) > 0
+    parts = rq.objects_from_regions(
+        maps[0],
+        voxel,
+        organelle_probability=maps[1],
+        cell_mask=cell_mask,
+        threshold=threshold,
+        separate=spec.separate,
+        min_voxels=spec.recipe.smallest_voxels(voxel),
+        exclude_border=spec.exclude_border,
+        smooth_nm=rq.DEFAULT_CELL_SMOOTH_NM,
+    )
+    table = rq.measure_cell_objects(parts, voxel)
+    filopodia = filopodia_labels = None
+    if spec.filopodia:
+        filopodia = (parts.filopodia, summarize(parts.filopodia))
+        filopodia_labels = parts.filopodia_labels
+    return Measured(table, parts.labels, filopodia, voxel, filopodia_labels), parts
+
+
 def _labels_file(labels_dir, path, spec: QuantifySpec) -> Path | None:
     from sxtquant import io
 
@@ -226,8 +289,19 @@ def _labels_file(labels_dir, path, spec: QuantifySpec) -> Path | None:
     return Path(labels_dir) / f"{tomogram_name(path)}.labels{suffix}"
 
 
-def quantify_job(path, spec: QuantifySpec, labels_dir=None, work_dir=None, *, scheduler=None):
-    """One mask of a batch (a Dask task): its tidy table, filopodia tables and labels file.
+def quantify_job(
+    path,
+    spec: QuantifySpec,
+    labels_dir=None,
+    work_dir=None,
+    *,
+    scheduler=None,
+    regions=(None, None),
+    region_threshold: float = 0.5,
+):
+    """One mask of a batch (a Dask task): its tidy table, filopodia tables and labels file;
+    with ``regions`` (its cell and organelle probability files, either None) the objects
+    come from them (:func:`measure_region_file`).
 
     Returns
     -------
@@ -239,14 +313,19 @@ def quantify_job(path, spec: QuantifySpec, labels_dir=None, work_dir=None, *, sc
 
     name = tomogram_name(path)
     labels_path = _labels_file(labels_dir, path, spec)
-    measured = measure_file(
-        path,
-        spec,
-        scheduler=scheduler,
-        labels_out=labels_path,
-        work_dir=work_dir,
-        progress=scheduler is not None,
-    )
+    what = ""
+    if any(regions):
+        measured, parts = measure_region_file(path, regions, spec, region_threshold)
+        what = f" ({parts.summary()})"
+    else:
+        measured = measure_file(
+            path,
+            spec,
+            scheduler=scheduler,
+            labels_out=labels_path,
+            work_dir=work_dir,
+            progress=scheduler is not None,
+        )
     if labels_path is not None and measured.labels is not None:
         write_volume(labels_path, measured.labels, measured.voxel)
     filopodia = None
@@ -255,5 +334,6 @@ def quantify_job(path, spec: QuantifySpec, labels_dir=None, work_dir=None, *, sc
         for table in filopodia:
             table.insert(0, "tomogram", name)
     value = {"table": tidy(measured.table, name, measured.voxel, path), "filopodia": filopodia}
-    message = f"{path}: {len(measured.table)} objects, voxel size {VoxelSize.of(measured.voxel)}"
+    voxel = VoxelSize.of(measured.voxel)
+    message = f"{path}: {len(measured.table)} objects{what}, voxel size {voxel}"
     return JobResult("ok", message, value)
