@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sxtquant-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint model model-regions figures evaluate clean
+.PHONY: demo test lint model model-2d figures evaluate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,73 +21,70 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The exact recipe of the shipped default model (sxtquant/models/default): data seed,
-# preset, schedule (MODEL_EPOCHS epochs at lr 2e-3, then --resume up to MODEL_EPOCHS_TOTAL
-# at 5e-4); the same recipe on the labelled data alone is the ablation the model card
-# compares with. Takes about an hour and a half on 2 CPU cores.
-MODEL_WORK ?= build/model
-MODEL_EPOCHS ?= 12
-MODEL_EPOCHS_TOTAL ?= 30
-MODEL_OPTIONS := --preset tiny --steps-per-epoch 50 --batch-size 8 --crop 128 \
-	--bn-momentum 0.1 --membrane-weight 3 --patience 0 --seed 0 --quiet
+# The exact recipe of the shipped default model (sxtquant/models/default, issue #16): a
+# region-aware 2.5D network (tiny preset, 5 input slices; membrane, cell-interior and
+# organelle-interior heads, Dice beside the cross-entropy) trained on 40 fully labelled
+# simulated tomograms under broad acquisition conditions (40 % of them cells cut by the
+# field of view) plus 10 unlabelled ones; schedule MODEL_EPOCHS epochs at lr 2e-3, then
+# --resume up to MODEL_EPOCHS_TOTAL at 5e-4. The same recipe on the labelled data alone
+# (--supervised-only) is the ablation of the model card, and the previous shipped model
+# (2D, membrane only; `make model-2d`), shipped as membrane-2d, is compared (MODEL_PREVIOUS;
+# empty: none). The two runs train side by side with one thread each: about 55 min of 2 CPU
+# cores, then 15 min of scoring.
+MODEL_WORK ?= build/regions
+MODEL_OUT ?= sxtquant/models/default
+MODEL_EPOCHS ?= 20
+MODEL_EPOCHS_TOTAL ?= 26
+MODEL_PREVIOUS ?= membrane-2d
+MODEL_DATA := --dataset $(MODEL_WORK)/data --stacks --labeled-tomograms 40 \
+	--unlabeled-tomograms 10 --test-tomograms 8 --labeled-conditions broad \
+	--field-of-view 0.4 --seed 1606 --quiet
+MODEL_OPTIONS := --preset tiny --in-slices 5 --regions --dice-weight 1 --steps-per-epoch 50 \
+	--batch-size 8 --crop 128 --bn-momentum 0.1 --membrane-weight 3 --patience 0 --seed 0 --quiet
 MODEL_LR := 2e-3
 MODEL_TUNE_LR := 5e-4
 MODEL_TRAIN := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS) --lr $(MODEL_LR)
 MODEL_TUNE := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS_TOTAL) --lr $(MODEL_TUNE_LR) --resume
 MODEL_SCHEDULE := epochs 1-$(MODEL_EPOCHS) at lr $(MODEL_LR), then \
 	$(shell echo $$(($(MODEL_EPOCHS) + 1)))-$(MODEL_EPOCHS_TOTAL) at lr $(MODEL_TUNE_LR) (--resume)
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 model: $(STAMP)
 	rm -rf $(MODEL_WORK)
-	$(BIN)/sxtquant simulate --dataset $(MODEL_WORK)/data --labeled-tomograms 3 \
-		--unlabeled-tomograms 15 --test-tomograms 3 --seed 2026 --quiet
-	$(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/run $(MODEL_TRAIN)
-	$(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/run $(MODEL_TUNE)
-	$(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/supervised-only $(MODEL_TRAIN) \
-		--supervised-only
-	$(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/supervised-only $(MODEL_TUNE) \
-		--supervised-only
+	$(BIN)/sxtquant simulate $(MODEL_DATA)
+	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/run $(MODEL_TRAIN) & \
+	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/supervised-only \
+		$(MODEL_TRAIN) --supervised-only & wait
+	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/run $(MODEL_TUNE) & \
+	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/supervised-only \
+		$(MODEL_TUNE) --supervised-only & wait
 	$(BIN)/python tools/ship_model.py --run $(MODEL_WORK)/run --data $(MODEL_WORK)/data \
-		--ablation $(MODEL_WORK)/supervised-only --out sxtquant/models/default --checkpoint last \
-		--random-forest --otsu \
-		--schedule "$(MODEL_SCHEDULE)"
+		--ablation $(MODEL_WORK)/supervised-only --out $(MODEL_OUT) --checkpoint last \
+		--random-forest --otsu --schedule "$(MODEL_SCHEDULE)" \
+		$(if $(MODEL_PREVIOUS),--compare previous=$(MODEL_PREVIOUS))
 
-# The candidate of #16 (not shipped yet: `make model-regions`, into build/regions): a region-aware
-# 2.5D network (5 input slices; membrane, cell-interior and organelle-interior heads)
-# trained on 40 fully labelled simulated tomograms under broad acquisition conditions
-# (40 % of them cells cut by the field of view) plus 10 unlabelled ones; schedule
-# MODEL_EPOCHS epochs at lr 2e-3, then --resume up to MODEL_EPOCHS_TOTAL at 5e-4. The same
-# recipe on the labelled data alone (--supervised-only) is the ablation of the model
-# card; the previous shipped model (2D, membrane only) is compared when MODEL_PREVIOUS
-# names it; it writes the card into $(RMODEL_WORK)/shipped. The two runs were trained side by side with one thread each (about 50 min
-# and 25 min of 2 CPU cores).
-RMODEL_WORK ?= build/regions
-RMODEL_EPOCHS ?= 20
-RMODEL_EPOCHS_TOTAL ?= 26
-RMODEL_PREVIOUS ?=
-RMODEL_DATA := --dataset $(RMODEL_WORK)/data --stacks --labeled-tomograms 40 \
-	--unlabeled-tomograms 10 --test-tomograms 8 --labeled-conditions broad \
-	--field-of-view 0.4 --seed 1606 --quiet
-RMODEL_OPTIONS := --preset tiny --in-slices 5 --regions --dice-weight 1 --steps-per-epoch 50 \
-	--batch-size 8 --crop 128 --bn-momentum 0.1 --membrane-weight 3 --patience 0 --seed 0 --quiet
-RMODEL_LR := 2e-3
-RMODEL_TUNE_LR := 5e-4
-RMODEL_TRAIN := $(RMODEL_OPTIONS) --epochs $(RMODEL_EPOCHS) --lr $(RMODEL_LR)
-RMODEL_TUNE := $(RMODEL_OPTIONS) --epochs $(RMODEL_EPOCHS_TOTAL) --lr $(RMODEL_TUNE_LR) --resume
-RMODEL_SCHEDULE := epochs 1-$(RMODEL_EPOCHS) at lr $(RMODEL_LR), then \
-	$(shell echo $$(($(RMODEL_EPOCHS) + 1)))-$(RMODEL_EPOCHS_TOTAL) at lr $(RMODEL_TUNE_LR) (--resume)
-ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-model-regions: $(STAMP)
-	rm -rf $(RMODEL_WORK)
-	$(BIN)/sxtquant simulate $(RMODEL_DATA)
-	$(ONE_THREAD) $(BIN)/sxtquant train $(RMODEL_WORK)/data -o $(RMODEL_WORK)/run $(RMODEL_TRAIN) & \
-	$(ONE_THREAD) $(BIN)/sxtquant train $(RMODEL_WORK)/data -o $(RMODEL_WORK)/supervised-only \
-		$(RMODEL_TRAIN) --supervised-only & wait
-	$(ONE_THREAD) $(BIN)/sxtquant train $(RMODEL_WORK)/data -o $(RMODEL_WORK)/run $(RMODEL_TUNE) & \
-	$(ONE_THREAD) $(BIN)/sxtquant train $(RMODEL_WORK)/data -o $(RMODEL_WORK)/supervised-only \
-		$(RMODEL_TUNE) --supervised-only & wait
-	$(BIN)/python tools/ship_model.py --run $(RMODEL_WORK)/run --data $(RMODEL_WORK)/data \
-		--ablation $(RMODEL_WORK)/supervised-only --out $(RMODEL_WORK)/shipped --checkpoint last \
-		--schedule "$(RMODEL_SCHEDULE)" $(if $(RMODEL_PREVIOUS),--compare previous=$(RMODEL_PREVIOUS))
+# The recipe of the shipped model membrane-2d (sxtquant/models/membrane-2d; the default
+# before issue #16): 2D, membrane only, the paper's few-label protocol on 3 labelled and 15
+# unlabelled tomograms; the start for fine-tuning on membrane labels of single slices, and
+# the model `make model` compares with. About an hour and a half on 2 CPU cores.
+MODEL2D_WORK ?= build/model-2d
+MODEL2D_OPTIONS := --preset tiny --steps-per-epoch 50 --batch-size 8 --crop 128 \
+	--bn-momentum 0.1 --membrane-weight 3 --patience 0 --seed 0 --quiet
+MODEL2D_TRAIN := $(MODEL2D_OPTIONS) --epochs 12 --lr 2e-3
+MODEL2D_TUNE := $(MODEL2D_OPTIONS) --epochs 30 --lr 5e-4 --resume
+model-2d: $(STAMP)
+	rm -rf $(MODEL2D_WORK)
+	$(BIN)/sxtquant simulate --dataset $(MODEL2D_WORK)/data --labeled-tomograms 3 \
+		--unlabeled-tomograms 15 --test-tomograms 3 --seed 2026 --quiet
+	$(BIN)/sxtquant train $(MODEL2D_WORK)/data -o $(MODEL2D_WORK)/run $(MODEL2D_TRAIN)
+	$(BIN)/sxtquant train $(MODEL2D_WORK)/data -o $(MODEL2D_WORK)/run $(MODEL2D_TUNE)
+	$(BIN)/sxtquant train $(MODEL2D_WORK)/data -o $(MODEL2D_WORK)/supervised-only \
+		$(MODEL2D_TRAIN) --supervised-only
+	$(BIN)/sxtquant train $(MODEL2D_WORK)/data -o $(MODEL2D_WORK)/supervised-only \
+		$(MODEL2D_TUNE) --supervised-only
+	$(BIN)/python tools/ship_model.py --run $(MODEL2D_WORK)/run --data $(MODEL2D_WORK)/data \
+		--ablation $(MODEL2D_WORK)/supervised-only --out sxtquant/models/membrane-2d \
+		--checkpoint last --random-forest --otsu --recipe "make model-2d" \
+		--schedule "epochs 1-12 at lr 2e-3, then 13-30 at lr 5e-4 (--resume)"
 
 figures: $(STAMP)
 	$(BIN)/python -m paper_figures

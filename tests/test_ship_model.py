@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -144,11 +145,22 @@ def test_ship_writes_intervals_and_card_only_reproduces_the_card(ship, tmp_path,
             _check_interval(row)
             assert row["statistic"] == "pooled difference"
     assert "this model − supervised-only" in card and "this model − previous" in card
+    # named by its folder; the fine-tuning command has the options that fit the model
+    assert card.startswith("# sxtquant default model\n") and "reproduce with `make model`" in card
+    assert "--preset tiny --in-slices 3 --regions --init default`" in card
+    assert "with region heads and a Dice term" in card
     # a byte-identical card (and JSON) from the stored results, without evaluating
     before = (out / "test_metrics.json").read_bytes()
     ship.main(["--card-only", "--out", str(out)])
     assert (out / "MODEL_CARD.md").read_text() == card
     assert (out / "test_metrics.json").read_bytes() == before
+    # copied under another name with its own recipe, the card says so
+    other = out.with_name("membrane-3")
+    shutil.copytree(out, other)
+    ship.main(["--card-only", "--out", str(other), "--recipe", "make model-3"])
+    renamed = (other / "MODEL_CARD.md").read_text()
+    assert renamed.startswith("# sxtquant membrane-3 model\n")
+    assert "reproduce with `make model-3`" in renamed and "--init membrane-3`" in renamed
 
 
 def test_a_membrane_only_model_without_dataset_json_is_scored_from_3d_files(ship, tmp_path):
@@ -170,6 +182,8 @@ def test_a_membrane_only_model_without_dataset_json_is_scored_from_3d_files(ship
     assert (f1["n_tomograms"], f1["n_slices"], f1["levels"]) == (1, 6, ["slices"])
     assert f1["low"] <= f1["value"] <= f1["high"]
     card = (out / "MODEL_CARD.md").read_text()
+    assert "(semi-supervised, Dyhr et al. PNAS 2023 protocol)" in card
+    assert "--preset tiny --init default`" in card
     assert "the slices of the one test tomogram" in card and "On 1 held-out test tomogram," in card
     assert "## Cell and organelle interiors" not in card
 

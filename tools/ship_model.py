@@ -1,4 +1,4 @@
-"""Ship a trained checkpoint as the package's default model, with its model card.
+"""Ship a trained checkpoint as one of the package's models, with its model card.
 
 Used by ``make model`` after ``sxtquant train``: evaluates the checkpoint on the held-out
 test tomograms of the training set folder (``test/images`` + ``test/labels``, 2D slices
@@ -7,9 +7,10 @@ test tomograms of the training set folder (``test/images`` + ``test/labels``, 2D
 its cell and organelle interiors; scores the other methods given (the supervised-only
 ablation, ``--compare`` checkpoints, the classical baselines) on the same tomograms;
 measures what each held-out condition alone costs on new simulated cells and the CPU
-throughput on full-size 1324 x 1284 slices; copies the checkpoint into
-``sxtquant/models/default/`` and writes ``MODEL_CARD.md``, ``test_metrics.json`` and
-the per-slice counts ``test_counts.csv.gz`` beside the weights.
+throughput on full-size 1324 x 1284 slices; copies the checkpoint into ``--out``
+(``sxtquant/models/default/``; the folder's name is the model's name) and writes
+``MODEL_CARD.md``, ``test_metrics.json`` and the per-slice counts ``test_counts.csv.gz``
+beside the weights.
 
 Every held-out figure comes with a 95 % interval of a two-level bootstrap over the test
 tomograms and their slices (:mod:`sxtquant.evaluate.intervals`), and every other method
@@ -45,7 +46,7 @@ import torch
 from sxtquant import evaluate, io
 from sxtquant.core.progress import set_quiet
 from sxtquant.evaluate import intervals
-from sxtquant.nn.checkpoint import load_model
+from sxtquant.nn.checkpoint import SHIPPED_MODELS, load_model
 from sxtquant.nn.network import count_parameters, flops_per_pixel
 from sxtquant.nn.predict import predict_slices
 from sxtquant.simulate.conditions import HELD_OUT_RANGES
@@ -736,13 +737,38 @@ def _headline(results: dict) -> str:
     return text + f" ({statistic}; 95 % intervals, see below)."
 
 
+def _protocol(model: dict, train_config: dict) -> str:
+    """Which training protocol made the model (its facts and options), in words."""
+    if train_config.get("supervised_only"):
+        return "supervised only, on the labelled slices"
+    if model.get("in_slices", 1) > 1 or model.get("heads", ["membrane"]) != ["membrane"]:
+        return (
+            "semi-supervised: the label and reconstruction losses of Dyhr et al. PNAS 2023, "
+            "here with region heads and a Dice term, on many fully labelled tomograms rather "
+            "than the paper's few"
+        )
+    return "semi-supervised, Dyhr et al. PNAS 2023 protocol"
+
+
+def _fine_tune_options(results: dict) -> str:
+    """The `sxtquant train` options that fine-tune this model."""
+    model = results["model"]
+    options = f"--preset {model['preset']}"
+    if model.get("in_slices", 1) > 1:
+        options += f" --in-slices {model['in_slices']}"
+    if any(h != "membrane" for h in model.get("heads", ["membrane"])):
+        options += " --regions"
+    return options + f" --init {results.get('name', 'default')}"
+
+
 def model_card(results: dict) -> str:
     """The model card, from ``test_metrics.json``'s contents alone."""
     model, train_config = results["model"], results["train_config"]
     schedule = results.get("schedule")
     regions = [h for h in model.get("heads", ["membrane"]) if h != "membrane"]
+    name = results.get("name", "default")
     lines = [
-        "# sxtquant default model",
+        f"# sxtquant {name} model",
         "",
         f"Preset `{model['preset']}` (m = {model['width']}), {model['parameters']:,} parameters, "
         f"{model['kflop_per_pixel']:.0f} kFLOP per pixel."
@@ -751,9 +777,9 @@ def model_card(results: dict) -> str:
             if model.get("in_slices", 1) > 1 or regions
             else ""
         ),
-        "Trained with `sxtquant train` (semi-supervised, Dyhr et al. PNAS 2023 protocol) on "
-        "simulated cryo-SXT tomograms; reproduce with `make model`. Checkpoint of epoch "
-        f"{model['epoch']} (validation F1 {_value(model['val_f1']):.3f}).",
+        f"Trained with `sxtquant train` ({_protocol(model, train_config)}) on simulated cryo-SXT "
+        f"tomograms; reproduce with `{results.get('recipe', 'make model')}`. Checkpoint of "
+        f"epoch {model['epoch']} (validation F1 {_value(model['val_f1']):.3f}).",
         "",
         _headline(results),
         "",
@@ -832,8 +858,8 @@ def model_card(results: dict) -> str:
         "the simulator; voxel sizes other than 9.8 nm; tilt ranges below ±55°. For real "
         "tomograms, the published network of the reference paper (`sxtquant fetch "
         "weights-2021-05`, then `sxtquant convert`), or this model fine-tuned on a few of "
-        "your own labelled slices (`sxtquant train DATA -o tuned --preset tiny --init "
-        "default`), is the better choice.",
+        f"your own labelled slices (`sxtquant train DATA -o tuned {_fine_tune_options(results)}`), "
+        "is the better choice.",
         "",
     ]
     return "\n".join(lines)
@@ -859,11 +885,14 @@ def write_outputs(folder: Path, results: dict, table: pd.DataFrame | None) -> st
     return card
 
 
-def card_only(folder: Path, bootstrap: dict | None = None) -> str:
-    """Recompute the intervals and re-render the card of a shipped model folder
-    (``bootstrap``: other ``samples`` or ``seed`` than those stored)."""
+def card_only(folder: Path, bootstrap: dict | None = None, recipe: str | None = None) -> str:
+    """Recompute the intervals and re-render the card of a shipped model folder (named by
+    the folder; ``bootstrap``: other ``samples`` or ``seed`` than those stored; ``recipe``:
+    another command that reproduces it)."""
     results = json.loads((folder / "test_metrics.json").read_text(encoding="utf-8"))
-    results = _legacy_inputs(results, folder)
+    results = _legacy_inputs(results, folder) | {"name": folder.name}
+    if recipe is not None:
+        results["recipe"] = recipe
     results["bootstrap"] = results.get("bootstrap", {}) | (bootstrap or {})
     table = None
     if results.get("slice_counts"):
@@ -921,6 +950,11 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-sensitivity", action="store_true", help="do not simulate the condition table"
     )
     parser.add_argument(
+        "--recipe",
+        help="the command that reproduces the model, for the card (default: make model, or "
+        "as stored)",
+    )
+    parser.add_argument(
         "--card-only",
         action="store_true",
         help="recompute the intervals and re-render MODEL_CARD.md from --out's test_metrics.json "
@@ -935,7 +969,7 @@ def main(argv=None) -> None:
     bootstrap = {"samples": args.samples, "seed": args.seed}
     bootstrap = {k: v for k, v in bootstrap.items() if v is not None}
     if args.card_only:
-        print(card_only(args.out, bootstrap))
+        print(card_only(args.out, bootstrap, args.recipe))
         return
     if args.run is None or args.data is None:
         parser.error("--run and --data are needed (or --card-only)")
@@ -964,7 +998,11 @@ def main(argv=None) -> None:
         part, regions = evaluate_method(name, network_predictor(other), tomograms, voxel)
         tables.append(part)
         description = (
-            DESCRIPTIONS["supervised-only"] if kind == "ablation" else f"the model `{source}`"
+            DESCRIPTIONS["supervised-only"]
+            if kind == "ablation"
+            else f"the shipped model `{source}` (see its MODEL_CARD.md)"
+            if source in SHIPPED_MODELS
+            else f"the model `{source}`"
         )
         compared[name] = {"description": description, "regions": {"per_tomogram": regions}}
     baselines = [
@@ -981,6 +1019,8 @@ def main(argv=None) -> None:
             tables.append(evaluate_method(name, _membrane_of(baseline), tomograms, voxel)[0])
             compared[name] = {"description": DESCRIPTIONS[name]}
     results = {
+        "name": args.out.name,
+        "recipe": args.recipe or "make model",
         "model": facts,
         "train_config": train_config,
         "schedule": args.schedule,
@@ -999,7 +1039,7 @@ def main(argv=None) -> None:
     shutil.rmtree(args.out, ignore_errors=True)
     tmp.rename(args.out)
     print(card)
-    print(f"default model written to {args.out}")
+    print(f"{args.out.name} model written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 METADATA_FILE = "metadata.json"
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-SHIPPED_MODELS = ("default",)
+SHIPPED_MODELS = ("default", "membrane-2d")
 
 
 def save_checkpoint(
