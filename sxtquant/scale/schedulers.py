@@ -137,7 +137,10 @@ def connect(
                         processes=True,
                         memory_limit=memory_limit,
                         dashboard_address=None,
-                        silence_logs=logging.ERROR,
+                        # a worker whose heartbeat meets the scheduler already gone at
+                        # shutdown logs that at ERROR with a traceback (seen under load);
+                        # a task's own failure reaches the caller through its future
+                        silence_logs=logging.CRITICAL,
                     )
                 )
                 client = stack.enter_context(Client(cluster))
