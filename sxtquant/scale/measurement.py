@@ -18,6 +18,7 @@ from typing import Any
 
 from sxtquant.core.voxels import VoxelSize
 from sxtquant.quantify.recipe import ObjectRecipe, objects_from_membranes
+from sxtquant.quantify.regions import REGION_THRESHOLD
 from sxtquant.scale.blocks import DEFAULT_BLOCK_SLICES
 
 
@@ -219,7 +220,7 @@ def tidy(table, tomogram: str, voxel, source) -> Any:
     return table
 
 
-def measure_region_file(path, regions, spec: QuantifySpec, threshold: float = 0.5):
+def measure_region_file(path, regions, spec: QuantifySpec, threshold: float = REGION_THRESHOLD):
     """:func:`measure_file` with the cell (and organelles) from region probability files
     ``regions`` = (cell, organelles) paths, either None; also returns the
     :class:`~sxtquant.quantify.regions.CellObjects`. ``threshold``: of both maps."""
@@ -297,7 +298,7 @@ def quantify_job(
     *,
     scheduler=None,
     regions=(None, None),
-    region_threshold: float = 0.5,
+    region_threshold: float = REGION_THRESHOLD,
 ):
     """One mask of a batch (a Dask task): its tidy table, filopodia tables and labels file;
     with ``regions`` (its cell and organelle probability files, either None) the objects
