@@ -51,6 +51,7 @@ from sxtquant.nn.network import count_parameters, flops_per_pixel
 from sxtquant.nn.predict import predict_slices
 from sxtquant.simulate.conditions import HELD_OUT_RANGES
 from sxtquant.simulate.tomography import Acquisition
+from sxtquant.train.start import training_options
 
 SCORES = ("accuracy", "precision", "recall", "f1", "f1_tolerance_2vx")
 HEADER = ["accuracy", "precision", "recall", "F1", "F1 (2-voxel tolerance)"]  # of SCORES
@@ -753,11 +754,8 @@ def _protocol(model: dict, train_config: dict) -> str:
 def _fine_tune_options(results: dict) -> str:
     """The `sxtquant train` options that fine-tune this model."""
     model = results["model"]
-    options = f"--preset {model['preset']}"
-    if model.get("in_slices", 1) > 1:
-        options += f" --in-slices {model['in_slices']}"
-    if any(h != "membrane" for h in model.get("heads", ["membrane"])):
-        options += " --regions"
+    regions = any(h != "membrane" for h in model.get("heads", ["membrane"]))
+    options = training_options(model["preset"], model.get("in_slices", 1), regions)
     return options + f" --init {results.get('name', 'default')}"
 
 

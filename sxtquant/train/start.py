@@ -24,6 +24,15 @@ def model_config_of(config: TrainConfig, preset: str | None = None):
     )
 
 
+def training_options(preset: str, in_slices: int, regions: bool) -> str:
+    """The `sxtquant train` options that build such a network:
+    '--preset P [--in-slices K] [--regions]'."""
+    options = f"--preset {preset}"
+    if in_slices > 1:
+        options += f" --in-slices {in_slices}"
+    return options + (" --regions" if regions else "")
+
+
 def _kind_of(config: TrainConfig) -> str:
     """'' for the 2D membrane-only network, else its input slices and heads, for messages."""
     if config.in_slices == 1 and not config.regions:
@@ -57,9 +66,7 @@ def _fine_tune_hint(model: nn.Module, config: TrainConfig) -> str:
             preset, in_slices=own.in_slices, regions=own.regions, bn_momentum=own.bn_momentum
         )
         if wanted == own:
-            options = f"--preset {name}"
-            options += f" --in-slices {own.in_slices}" if own.in_slices > 1 else ""
-            options += " --regions" if own.regions else ""
+            options = training_options(name, own.in_slices, bool(own.regions))
             break
     else:
         return ""
