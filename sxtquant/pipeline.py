@@ -232,7 +232,7 @@ def analyze(
 
         if use_regions:
             from sxtquant.quantify.regions import (
-                DEFAULT_CELL_SMOOTH_NM,
+                NETWORK_MAP,
                 measure_cell_objects,
                 objects_from_regions,
             )
@@ -241,7 +241,7 @@ def analyze(
                 cell_probability,
                 voxel,
                 organelle_probability=organelle_probability,
-                smooth_nm=DEFAULT_CELL_SMOOTH_NM,
+                **NETWORK_MAP,
             )
             objects, table = parts.labels, measure_cell_objects(parts, voxel)
         else:

@@ -188,6 +188,61 @@ def test_filopodium_candidates_ignore_free_and_stubby_pieces():
     assert loose.max() == 1
 
 
+def _body_with_rods(spacing=10.0, web_nm=40.0):
+    """A ball (radius 300 nm) with two radial rods (radius 60 nm) 40 degrees apart, and a
+    ``web_nm`` thick patch of shell on the ball joining their bases (0: none)."""
+    grid, centre = (80, 120, 170), np.array([400.0, 600.0, 400.0])
+    cell = digitize(Sphere(tuple(centre), 300.0), grid, spacing)
+    rods = []
+    for angle in np.radians([-20.0, 20.0]):
+        direction = np.array([0.0, np.sin(angle), np.cos(angle)])
+        shape = Capsule(tuple(centre + 250 * direction), tuple(centre + 1150 * direction), 60.0)
+        rods.append(digitize(shape, grid, spacing) & ~cell)
+    if web_nm:
+        z, y, x = (np.indices(grid).astype(float) * spacing)
+        r = np.sqrt((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
+        angle = np.degrees(np.arctan2(y - centre[1], x - centre[2]))
+        web = (r >= 300) & (r <= 300 + web_nm) & (np.abs(z - centre[0]) <= 60) & (np.abs(angle) < 20)
+        cell |= web
+    return cell | rods[0] | rods[1], rods
+
+
+def test_split_at_base_keeps_filopodia_joined_by_a_rim_apart():
+    cell, rods = _body_with_rods()
+    joined = separate_filopodia(cell, 10.0, max_radius_nm=100.0, min_elongation=1.0)
+    assert joined.max() == 1  # the rim on the body joins the two rods into one piece
+    split = separate_filopodia(
+        cell, 10.0, max_radius_nm=100.0, min_elongation=1.0, split_at_base=True
+    )
+    assert split.max() == 2
+    for rod in rods:
+        labels, counts = np.unique(split[rod], return_counts=True)
+        best = labels[np.argmax(counts * (labels > 0))]
+        assert best > 0 and counts[labels == best].sum() > 0.9 * rod.sum()
+    # without the rim, the option changes nothing but the rods' own bases
+    bare, _ = _body_with_rods(web_nm=0.0)
+    plain = separate_filopodia(bare, 10.0, max_radius_nm=100.0)
+    cut = separate_filopodia(bare, 10.0, max_radius_nm=100.0, split_at_base=True)
+    assert plain.max() == cut.max() == 2
+    assert np.count_nonzero((plain > 0) != (cut > 0)) < 0.02 * np.count_nonzero(plain)
+
+
+def test_min_radius_drops_sheets_but_keeps_rods():
+    sp, grid = 10.0, (80, 120, 170)
+    body = digitize(Sphere((400.0, 600.0, 400.0), 300.0), grid, sp)
+    rod = digitize(Capsule((400.0, 600.0, 650.0), (400.0, 600.0, 1500.0), 60.0), grid, sp)
+    fin = np.zeros(grid, bool)
+    fin[30:50, 79:81, 60:150] = True  # 20 nm thick (y), 200 wide (z), out of the ball along x
+    cell = body | rod | fin
+    loose = separate_filopodia(cell, sp, max_radius_nm=100.0)
+    assert loose.max() == 2  # the rod and the fin
+    kept = separate_filopodia(cell, sp, max_radius_nm=100.0, min_radius_nm=20.0)
+    assert kept.max() == 1
+    assert (kept[rod & ~body] > 0).mean() > 0.9
+    with pytest.raises(ValueError, match="min_radius_nm"):
+        separate_filopodia(cell, sp, max_radius_nm=100.0, min_radius_nm=-1.0)
+
+
 def test_separate_filopodia_without_body_and_bad_radius():
     rod = digitize(Capsule((100.0, 100.0, 100.0), (100.0, 100.0, 900.0), 50.0), (20, 20, 110), 10.0)
     assert separate_filopodia(rod, 10.0, max_radius_nm=100.0).max() == 1

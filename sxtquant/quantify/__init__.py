@@ -66,6 +66,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         ),
         "recipe": ("SEGMENTATION", "ObjectRecipe", "objects_from_membranes"),
         "regions": (
+            "NETWORK_MAP",
             "REGION_THRESHOLD",
             "SPECK_FRACTION",
             "DEFAULT_ORGANELLE_MIN_VOLUME_NM3",

@@ -192,10 +192,14 @@ def find_filopodia(
     min_aspect: float = DEFAULT_MIN_ASPECT,
     min_length_nm: float = DEFAULT_MIN_LENGTH_NM,
     exclude_border: bool = False,
+    min_radius_nm: float = 0.0,
+    split_at_base: bool = False,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The filopodia of a cell mask or label volume, measured, and their labels.
 
-    Parameters are those of :func:`analyze`.
+    Parameters are those of :func:`analyze`, and for a mask ``min_radius_nm`` and
+    ``split_at_base`` of :func:`sxtquant.quantify.objects.separate_filopodia` (for a
+    network's rough cell mask; off by default).
 
     Returns
     -------
@@ -238,6 +242,8 @@ def find_filopodia(
                 max_radius_nm=max_radius_nm,
                 min_length_nm=min_length_nm,
                 min_elongation=1.0,
+                min_radius_nm=min_radius_nm,
+                split_at_base=split_at_base,
             )
         )
     else:

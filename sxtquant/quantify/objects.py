@@ -23,6 +23,7 @@ Work is done per object in its bounding box, so the cost grows with the objects.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -364,6 +365,8 @@ def separate_filopodia(
     min_elongation: float = 2.0,
     attached_only: bool = True,
     return_body: bool = False,
+    min_radius_nm: float = 0.0,
+    split_at_base: bool = False,
 ):
     """Filopodium candidates: long thin pieces that stick out of a cell body.
 
@@ -373,6 +376,17 @@ def separate_filopodia(
     those that are long (moment-ellipsoid major axis >= ``min_length_nm``) and thin
     (major / second axis >= ``min_elongation``) are the candidates. The flat slivers
     an opening also shaves off the body's edges and corners are not.
+
+    A network's cell mask has a rough surface: the opening then also leaves a thin,
+    ragged layer on the body, and filopodia standing near each other join through it
+    into one piece that is no tube. Two options cut that layer away before the
+    pieces are formed, and give each piece back what it lost of the layer within
+    reach (a watershed over the removed part, from the pieces):
+
+    * ``min_radius_nm``: what a ball of this radius does not fit into (sheets
+      thinner than ``2 * min_radius_nm``) joins no piece;
+    * ``split_at_base``: pieces are formed only beyond one opening radius from the
+      body, so two filopodia that meet only at their bases stay two.
 
     Parameters
     ----------
@@ -391,6 +405,10 @@ def separate_filopodia(
         filopodium of this cell); with no body at all, every piece qualifies.
     return_body : bool
         Also return the body mask.
+    min_radius_nm : float
+        Thinnest filopodium (radius, nm): thinner sheets join no piece (0: off).
+    split_at_base : bool
+        Form the pieces beyond one opening radius from the body, then grow them back.
 
     Returns
     -------
@@ -417,8 +435,25 @@ def separate_filopodia(
         raise ValueError(f"max_radius_nm must be > 0, got {max_radius_nm}")
     if min_length_nm is None:
         min_length_nm = 2.0 * max_radius_nm
-    body = opening(mask, spacing, max_radius_nm + max(spacing))
-    pieces = connected_components(mask & ~body)
+    if not (min_radius_nm >= 0 and math.isfinite(min_radius_nm)):
+        raise ValueError(f"min_radius_nm must be >= 0, got {min_radius_nm}")
+    radius = max_radius_nm + max(spacing)
+    body = opening(mask, spacing, radius)
+    removed = mask & ~body
+    core, reach = removed, 0.0
+    if split_at_base and body.any():
+        core = core & (ndimage.distance_transform_edt(~body, sampling=spacing) > radius)
+        reach += radius
+    if min_radius_nm > 0 and core.any():
+        core = opening(core, spacing, min_radius_nm)
+        reach += min_radius_nm
+    pieces = connected_components(core)
+    if reach and pieces.max():
+        from skimage.segmentation import watershed
+
+        distance = ndimage.distance_transform_edt(pieces == 0, sampling=spacing)
+        within = removed & (distance <= reach + max(spacing))
+        pieces = watershed(distance, pieces.astype(np.int32), mask=within)
     keep = np.zeros(int(pieces.max()) + 1, dtype=bool)
     if keep.size > 1:
         axes = moment_axes(pieces, spacing)

@@ -271,7 +271,7 @@ def measure_region_file(path, regions, spec: QuantifySpec, threshold: float = RE
         separate=spec.separate,
         min_voxels=spec.recipe.smallest_voxels(voxel),
         exclude_border=spec.exclude_border,
-        smooth_nm=rq.DEFAULT_CELL_SMOOTH_NM,
+        **rq.NETWORK_MAP,
     )
     table = rq.measure_cell_objects(parts, voxel)
     filopodia = filopodia_labels = None
