@@ -77,13 +77,7 @@ DEFAULT_MIN_FILOPODIUM_RADIUS_NM = 20.0
 #: below the microscope's 30-40 nm resolution, so it
 #: removes the map's voxel-scale roughness, not structure.
 DEFAULT_CELL_SMOOTH_NM = 20.0
-#: How ``quantify`` and the demo read a network's region maps
-#: (:func:`objects_from_regions`' options): the cell probability smoothed by
-#: :data:`DEFAULT_CELL_SMOOTH_NM`, and filopodia that meet only at their bases (through
-#: the ragged rim a network leaves on the body) kept apart. Chosen on development cells
-#: (demo seeds 20-25, whole and cut by the borders), none of them among the seeds the
-#: evaluation reports: with the shipped model, filopodia found there rose from 14 of 36
-#: to 24 of 36 (whole) and from 6 of 19 to 13 of 19 (cut), none false.
+#: How ``quantify`` and the demo read a network's maps (chosen on demo seeds 20-25).
 NETWORK_MAP = {"smooth_nm": DEFAULT_CELL_SMOOTH_NM, "split_at_base": True}
 
 
@@ -356,12 +350,10 @@ def cell_objects(
     max_radius_nm, min_aspect, min_length_nm : float
         Of :func:`sxtquant.quantify.filopodia.find_filopodia`.
     min_radius_nm : float
-        Filopodia of a smaller measured radius go back to their body (slivers of a
-        rough surface, not protrusions), and sheets thinner than twice it join no
-        filopodium (:func:`sxtquant.quantify.objects.separate_filopodia`).
+        Thinner filopodia go back to their body (slivers of a rough surface), and
+        thinner sheets join none (:func:`~sxtquant.quantify.objects.separate_filopodia`).
     split_at_base : bool
-        Of :func:`sxtquant.quantify.objects.separate_filopodia`: filopodia that meet
-        only at their bases stay apart.
+        Of :func:`sxtquant.quantify.objects.separate_filopodia`.
 
     Returns
     -------
@@ -482,10 +474,7 @@ def objects_from_regions(
         with a trained region model it turned 0 of 6 filopodia found with 7 slivers
         called filopodia into 3 of 6 found with none (with ``min_radius_nm``).
     split_at_base : bool
-        Of :func:`cell_objects`.
-
-    :data:`NETWORK_MAP` holds ``smooth_nm`` and ``split_at_base`` as ``quantify`` and
-    the demo use them on a network's maps.
+        Of :func:`cell_objects` (:data:`NETWORK_MAP` for a network's maps).
 
     Returns
     -------
