@@ -503,9 +503,7 @@ def objects_from_regions(
             cell_probability = np.maximum(cell_probability, organelle_probability)
         smooth = [smooth_nm / v for v in as_voxel_size(voxel_size_nm)]
         cell_mask = cell_mask_from_probability(
-            cell_probability,
-            threshold=threshold,
-            smooth_voxels=smooth,
+            cell_probability, threshold=threshold, smooth_voxels=smooth
         )
     cell_mask = np.asarray(cell_mask) > 0
     organelles = None
