@@ -199,10 +199,12 @@ def _body_with_rods(spacing=10.0, web_nm=40.0):
         shape = Capsule(tuple(centre + 250 * direction), tuple(centre + 1150 * direction), 60.0)
         rods.append(digitize(shape, grid, spacing) & ~cell)
     if web_nm:
-        z, y, x = (np.indices(grid).astype(float) * spacing)
+        z, y, x = np.indices(grid).astype(float) * spacing
         r = np.sqrt((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
         angle = np.degrees(np.arctan2(y - centre[1], x - centre[2]))
-        web = (r >= 300) & (r <= 300 + web_nm) & (np.abs(z - centre[0]) <= 60) & (np.abs(angle) < 20)
+        web = (
+            (r >= 300) & (r <= 300 + web_nm) & (np.abs(z - centre[0]) <= 60) & (np.abs(angle) < 20)
+        )
         cell |= web
     return cell | rods[0] | rods[1], rods
 
@@ -225,6 +227,36 @@ def test_split_at_base_keeps_filopodia_joined_by_a_rim_apart():
     cut = separate_filopodia(bare, 10.0, max_radius_nm=100.0, split_at_base=True)
     assert plain.max() == cut.max() == 2
     assert np.count_nonzero((plain > 0) != (cut > 0)) < 0.02 * np.count_nonzero(plain)
+
+
+def test_split_at_base_cuts_filopodia_joined_by_a_web_into_branches():
+    # a 120 nm thick web between the rods reaching 250 nm out from the ball: beyond
+    # the opening radius (110 nm), so only the cut into branches parts the rods
+    cell, rods = _body_with_rods(web_nm=0.0)
+    z, y, x = np.indices(cell.shape).astype(float) * 10.0
+    r = np.sqrt((z - 400) ** 2 + (y - 600) ** 2 + (x - 400) ** 2)
+    angle = np.degrees(np.arctan2(y - 600, x - 400))
+    cell |= (r <= 550) & (np.abs(z - 400) <= 60) & (np.abs(angle) < 20)
+    split = separate_filopodia(
+        cell, 10.0, max_radius_nm=100.0, min_elongation=1.0, split_at_base=True
+    )
+    assert split.max() == 2
+    owners = []
+    for rod in rods:
+        labels, counts = np.unique(split[rod], return_counts=True)
+        best = labels[np.argmax(counts * (labels > 0))]
+        assert best > 0 and counts[labels == best].sum() > 0.9 * rod.sum()
+        owners.append(best)
+    assert owners[0] != owners[1]
+    # a single bent rod stays one piece (its tip is the one far point)
+    bent = digitize(Sphere((400.0, 600.0, 400.0), 300.0), cell.shape, 10.0)
+    for a, b in (
+        ((400.0, 600.0, 650.0), (400.0, 600.0, 1100.0)),
+        ((400.0, 600.0, 1100.0), (400.0, 950.0, 1400.0)),
+    ):
+        bent |= digitize(Capsule(a, b, 60.0), cell.shape, 10.0)
+    one = separate_filopodia(bent, 10.0, max_radius_nm=100.0, split_at_base=True)
+    assert one.max() == 1
 
 
 def test_min_radius_drops_sheets_but_keeps_rods():
