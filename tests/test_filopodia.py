@@ -15,6 +15,7 @@ from sxtquant.quantify.filopodia import (
     capsule_radius,
     centreline,
     find_filopodia,
+    length_from_body,
     summarize,
 )
 from sxtquant.report.filopodia_plot import plot_filopodia
@@ -152,6 +153,43 @@ def test_filopodium_on_a_cell_body_is_found_once_with_its_length(voxel):
     assert per["radius_nm"].iloc[0] == pytest.approx(radius, rel=0.10)
     assert not per["touches_border"].iloc[0]
     assert summary.set_index("column").loc["length_nm", "n"] == 1
+
+
+def test_length_from_body_runs_from_the_base_not_along_it():
+    rod = digitize(Capsule((100.0, 100.0, 0.0), (100.0, 100.0, 800.0), 50.0), (20, 40, 90), 10.0)
+    rod[:, :, :10] = False  # cut at x = 95 nm (the faces of voxel column 10)
+    base = np.zeros_like(rod)
+    base[:, :, 10] = rod[:, :, 10]
+    # from the cut face to the apex at 850 nm
+    assert length_from_body(rod, base, 10.0) == pytest.approx(755.0, abs=10.0)
+    # a 30 nm thin sheet along the base, 300 nm sideways, does not lengthen it
+    sheet = rod.copy()
+    sheet[8:11, 5:40, 10:13] = True
+    assert length_from_body(sheet, base | (sheet & ~rod), 10.0) == pytest.approx(755.0, abs=10.0)
+    assert centreline(sheet, 10.0).length_nm > 800.0  # the skeleton runs into it
+    with pytest.raises(ValueError, match="base"):
+        length_from_body(rod, np.zeros_like(rod), 10.0)
+
+
+def test_split_at_base_measures_a_filopodium_from_the_body():
+    """A filopodium on a ball with a 40 nm rim patch around its base: from the body."""
+    voxel, shape = 10.0, (100, 110, 180)
+    body = Sphere((500.0, 550.0, 500.0), 400.0)
+    radius, outside = 60.0, 800.0
+    start = np.array(body.center) + np.array([0.0, 0.0, 300.0])
+    tip_centre = np.array(body.center) + np.array([0.0, 0.0, 400.0 + outside - radius])
+    mask = digitize(body, shape, voxel) | digitize(
+        Capsule(tuple(start), tuple(tip_centre), radius), shape, voxel
+    )
+    z, y, x = np.indices(shape) * voxel
+    r = np.sqrt((z - 500) ** 2 + (y - 550) ** 2 + (x - 500) ** 2)
+    mask |= (r <= 440) & (np.abs(z - 500) <= 60) & (np.abs(y - 550) <= 300)
+    plain, _ = find_filopodia(mask, voxel, min_radius_nm=20.0)
+    based, _ = find_filopodia(mask, voxel, min_radius_nm=20.0, split_at_base=True)
+    assert len(plain) == len(based) == 1
+    assert based["length_nm"].iloc[0] == pytest.approx(outside, rel=0.05)
+    assert plain["length_nm"].iloc[0] > based["length_nm"].iloc[0]
+    assert based["radius_nm"].iloc[0] == pytest.approx(radius, rel=0.10)
 
 
 def test_bent_filopodium_on_a_cell_body():

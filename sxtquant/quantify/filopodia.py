@@ -64,6 +64,7 @@ __all__ = [
     "analyze",
     "centreline",
     "find_filopodia",
+    "length_from_body",
     "summarize",
 ]
 
@@ -199,7 +200,11 @@ def find_filopodia(
 
     Parameters are those of :func:`analyze`, and for a mask ``min_radius_nm`` and
     ``split_at_base`` of :func:`sxtquant.quantify.objects.separate_filopodia` (for a
-    network's rough cell mask; off by default).
+    network's rough cell mask; off by default). With ``split_at_base`` the table's
+    ``length_nm`` is measured from the body (:func:`length_from_body` from the voxels
+    touching it), since on a network's rough surface the skeleton's base end runs
+    sideways along the body; whether a piece is a tube is still decided on its
+    centreline, and ``radius_nm`` comes from it.
 
     Returns
     -------
@@ -235,19 +240,23 @@ def find_filopodia(
 
         # only the body/protrusion split is wanted from it; "long and thin" is decided
         # below on the centreline, which a bent filopodium's moment ellipsoid is not
-        labels = np.asarray(
-            separate_filopodia(
-                data != 0,
-                voxel,
-                max_radius_nm=max_radius_nm,
-                min_length_nm=min_length_nm,
-                min_elongation=1.0,
-                min_radius_nm=min_radius_nm,
-                split_at_base=split_at_base,
-            )
+        labels, body = separate_filopodia(
+            data != 0,
+            voxel,
+            max_radius_nm=max_radius_nm,
+            min_length_nm=min_length_nm,
+            min_elongation=1.0,
+            min_radius_nm=min_radius_nm,
+            split_at_base=split_at_base,
+            return_body=True,
         )
+        labels = np.asarray(labels)
+        if split_at_base:
+            shell = ndi.binary_dilation(body, ndi.generate_binary_structure(3, 3))
     else:
         labels = data
+    if not (kind == "mask" and split_at_base):
+        shell = None
     if not np.issubdtype(labels.dtype, np.integer):
         labels = labels.astype(np.int64)
 
@@ -257,17 +266,20 @@ def find_filopodia(
     # whatever its length or bend (in one plane).
     table = table[table["axis_minor_nm"] <= 2.5 * max_radius_nm + 2 * max(voxel)]
     boxes = ndi.find_objects(labels)
-    lengths, radii, depths = [], [], []
+    lengths, radii, depths, from_body = [], [], [], {}
     for label, volume in progress(
         list(zip(table["label"], table["volume_nm3"], strict=True)),
         desc="filopodia",
         unit="object",
     ):
         box = boxes[int(label) - 1]
-        line = centreline(labels[box] == label, voxel)
+        piece = labels[box] == label
+        line = centreline(piece, voxel)
         lengths.append(line.length_nm)
         radii.append(capsule_radius(float(volume), line.length_nm))
         depths.append(float(np.median(line.radii_nm)))
+        if shell is not None and (piece & shell[box]).any():
+            from_body[int(label)] = length_from_body(piece, piece & shell[box], voxel)
     table = table.assign(length_nm=lengths, radius_nm=radii)
     # A tube is as deep along its centreline as its volume says; a sheet (a sliver
     # shaved off a body, a lamella) is much shallower than its capsule radius.
@@ -281,6 +293,10 @@ def find_filopodia(
     if exclude_border:
         keep &= ~table["touches_border"].astype(bool)
     table = table[keep].reset_index(drop=True)
+    if from_body:  # the tests above are on the whole piece; its length is from the body
+        table["length_nm"] = [
+            from_body.get(int(k), v) for k, v in table[["label", "length_nm"]].values
+        ]
     return table.reindex(columns=columns), labels
 
 
@@ -441,6 +457,24 @@ def _to_surface(points: np.ndarray, field: np.ndarray, depth: np.ndarray, voxel)
     if i == 0:
         return 0.0
     return float(reach[i - 1] + h * (values[i - 1] - 0.5) / (values[i - 1] - values[i]))
+
+
+def length_from_body(
+    mask: np.ndarray, base: np.ndarray, voxel_size_nm: float | Sequence[float]
+) -> float:
+    """Length (nm) of an object from its base: the longest of the shortest paths inside
+    ``mask`` (26-connected, in nm) from the ``base`` voxels, plus one voxel (half a
+    voxel from the surface to each end's centre)."""
+    from skimage.graph import MCP_Geometric
+
+    voxel = as_voxel_size(voxel_size_nm)
+    mask = np.asarray(mask, dtype=bool)
+    if not (mask & base).any():
+        raise ValueError("no base voxel lies in the mask")
+    along, _ = MCP_Geometric(np.where(mask, 1.0, np.inf), sampling=voxel).find_costs(
+        np.argwhere(mask & base)
+    )
+    return float(np.max(along[mask & np.isfinite(along)])) + max(voxel)
 
 
 def capsule_radius(volume_nm3: float, length_nm: float) -> float:
