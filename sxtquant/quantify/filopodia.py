@@ -235,6 +235,7 @@ def find_filopodia(
             raise ValueError(f"{name} must be >= 0, got {value}")
     if kind == "auto":
         kind = "mask" if data.dtype == bool or np.unique(data[data != 0]).size <= 1 else "labels"
+    shell = None  # the body's rim, where a mask's filopodia are measured from
     if kind == "mask":
         from sxtquant.quantify.objects import separate_filopodia
 
@@ -255,8 +256,6 @@ def find_filopodia(
             shell = ndi.binary_dilation(body, ndi.generate_binary_structure(3, 3))
     else:
         labels = data
-    if not (kind == "mask" and split_at_base):
-        shell = None
     if not np.issubdtype(labels.dtype, np.integer):
         labels = labels.astype(np.int64)
 
@@ -294,9 +293,7 @@ def find_filopodia(
         keep &= ~table["touches_border"].astype(bool)
     table = table[keep].reset_index(drop=True)
     if from_body:  # the tests above are on the whole piece; its length is from the body
-        table["length_nm"] = [
-            from_body.get(int(k), v) for k, v in table[["label", "length_nm"]].values
-        ]
+        table["length_nm"] = table["label"].map(from_body).fillna(table["length_nm"])
     return table.reindex(columns=columns), labels
 
 
@@ -465,16 +462,13 @@ def length_from_body(
     """Length (nm) of an object from its base: the longest of the shortest paths inside
     ``mask`` (26-connected, in nm) from the ``base`` voxels, plus one voxel (half a
     voxel from the surface to each end's centre)."""
-    from skimage.graph import MCP_Geometric
+    from sxtquant.quantify.objects import geodesic_distance
 
     voxel = as_voxel_size(voxel_size_nm)
     mask = np.asarray(mask, dtype=bool)
     if not (mask & base).any():
         raise ValueError("no base voxel lies in the mask")
-    along, _ = MCP_Geometric(np.where(mask, 1.0, np.inf), sampling=voxel).find_costs(
-        np.argwhere(mask & base)
-    )
-    return float(np.max(along[mask & np.isfinite(along)])) + max(voxel)
+    return float(geodesic_distance(mask, base, voxel).max()) + max(voxel)
 
 
 def capsule_radius(volume_nm3: float, length_nm: float) -> float:

@@ -11,6 +11,7 @@ involved, so a separation or an opening means the same thing in nm along z as in
                               Euclidean distance transform (markers: its h-maxima)
 :func:`touching_border`       labels of the objects that touch the volume's edge
 :func:`exclude_border`        remove them (as the reference paper did)
+:func:`geodesic_distance`     shortest distance inside a mask from some of its voxels
 :func:`remove_small`          remove objects below a voxel count
 :func:`relabel`               number the labels 1..n in order, smallest dtype
 :func:`opening`               morphological opening with a ball of a radius in nm
@@ -35,6 +36,7 @@ __all__ = [
     "connected_components",
     "ellipsoid_axes",
     "exclude_border",
+    "geodesic_distance",
     "is_label_volume",
     "label_dtype",
     "label_sizes",
@@ -234,7 +236,6 @@ def separate_objects(
         Objects numbered 1..n.
     """
     from scipy import ndimage
-    from skimage.segmentation import watershed
 
     data = _volume(mask_or_labels, "mask_or_labels")
     spacing = as_voxel_size(voxel_size_nm)
@@ -248,20 +249,11 @@ def separate_objects(
         labels = connected_components(data, connectivity=connectivity)
     else:
         labels = _labels(data)
-    out = np.zeros(labels.shape, dtype=np.uint32)
-    next_label = 1
-    for label, box in progress(list(_boxes(labels)), desc="separating", unit="object"):
-        obj = labels[box] == label
-        dist = ndimage.distance_transform_edt(np.pad(obj, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-        markers, n = _h_domes(dist, h_nm)
-        if n <= 1:
-            pieces, n = obj.astype(np.int32), 1
-        else:
-            pieces = watershed(-dist, markers, mask=obj)
-        view = out[box]
-        inside = pieces > 0
-        view[inside] = pieces[inside] + (next_label - 1)
-        next_label += n
+
+    def distance(obj, box):
+        return ndimage.distance_transform_edt(np.pad(obj, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+
+    out = _split_by_domes(labels, distance, h_nm, desc="separating")
     out = remove_small(out, min_voxels)
     return relabel(out)
 
@@ -331,30 +323,38 @@ def _h_domes(dist: np.ndarray, h: float) -> tuple[np.ndarray, int]:
 BRANCH_NM = 100.0
 
 
-def _branches(pieces: np.ndarray, body: np.ndarray, spacing, rise_nm: float) -> np.ndarray:
-    """Each piece cut into branches, one per tip ``rise_nm`` above its saddle (watershed)."""
-    from scipy import ndimage
+def geodesic_distance(mask: np.ndarray, starts: np.ndarray, voxel_size_nm) -> np.ndarray:
+    """Shortest distance (nm) inside ``mask`` (26-connected) from ``starts``; 0 elsewhere."""
     from skimage.graph import MCP_Geometric
+
+    mask = np.asarray(mask, dtype=bool)
+    costs, starts = np.where(mask, 1.0, np.inf), np.argwhere(mask & starts)
+    if len(starts) == 0:
+        return np.zeros(mask.shape)
+    along, _ = MCP_Geometric(costs, sampling=as_voxel_size(voxel_size_nm)).find_costs(starts)
+    return np.where(mask & np.isfinite(along), along, 0.0)
+
+
+def _split_by_domes(labels: np.ndarray, field, h: float, desc: str | None = None):
+    """Each label cut by a watershed of ``-field(obj, box)`` from its h-domes (if > 1)."""
     from skimage.segmentation import watershed
 
-    out, n = pieces.copy(), int(pieces.max())
-    shell = ndimage.binary_dilation(body, ndimage.generate_binary_structure(3, 3))
-    for label, box in enumerate(ndimage.find_objects(pieces), start=1):
-        if box is None:
-            continue
-        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
-        piece = pieces[box] == label
-        starts = np.argwhere(piece & shell[box])
-        if len(starts) == 0:
-            continue
-        along, _ = MCP_Geometric(np.where(piece, 1.0, np.inf), sampling=spacing).find_costs(starts)
-        along = np.where(piece & np.isfinite(along), along, 0.0)
-        tips, k = _h_domes(along, rise_nm)
-        if k > 1:
-            parts, view = watershed(-along, tips, mask=piece), out[box]
-            view[parts > 1] = parts[parts > 1] + n - 1
-            n += k - 1
-    return relabel(out)
+    out = np.zeros(labels.shape, dtype=np.uint32)
+    next_label = 1
+    boxes = list(_boxes(labels))
+    for label, box in progress(boxes, desc=desc, unit="object") if desc else boxes:
+        obj = labels[box] == label
+        values = field(obj, box)
+        markers, n = _h_domes(values, h)
+        if n <= 1:
+            pieces, n = obj.astype(np.int32), 1
+        else:
+            pieces = watershed(-values, markers, mask=obj)
+        view = out[box]
+        inside = pieces > 0
+        view[inside] = pieces[inside] + (next_label - 1)
+        next_label += n
+    return out
 
 
 def opening(
@@ -408,18 +408,10 @@ def separate_filopodia(
     (major / second axis >= ``min_elongation``) are the candidates. The flat slivers
     an opening also shaves off the body's edges and corners are not.
 
-    A network's cell mask has a rough surface: the opening then also leaves a thin,
-    ragged layer on the body, and filopodia standing near each other join through it
-    into one piece that is no tube. Two options cut that layer away before the
-    pieces are formed, and give each piece back what it lost of the layer within
-    reach (a watershed over the removed part, from the pieces):
-
-    * ``min_radius_nm``: what a ball of this radius does not fit into (sheets
-      thinner than ``2 * min_radius_nm``) joins no piece;
-    * ``split_at_base``: pieces are formed only beyond one opening radius from the
-      body, so two filopodia that meet only at their bases stay two; a piece that
-      still holds several (joined by a web further out) is cut into its branches,
-      one per tip rising :data:`BRANCH_NM` above the saddle to the next.
+    On a network's rough cell mask the opening also leaves a ragged layer on the body,
+    through which filopodia standing near each other join into one piece that is no
+    tube; ``min_radius_nm`` and ``split_at_base`` cut it away before the pieces are
+    formed and give each piece back what it lost of it within reach (a watershed).
 
     Parameters
     ----------
@@ -439,10 +431,13 @@ def separate_filopodia(
     return_body : bool
         Also return the body mask.
     min_radius_nm : float
-        Thinnest filopodium (radius, nm): thinner sheets join no piece (0: off).
+        Thinnest filopodium (radius, nm): what a ball of this radius does not fit into
+        (sheets thinner than ``2 * min_radius_nm``) joins no piece (0: off).
     split_at_base : bool
-        Form the pieces beyond one opening radius from the body, grow them back, cut
-        them into branches.
+        Form the pieces only beyond one opening radius from the body (filopodia that
+        meet at their bases stay apart), grow them back, and cut a piece still holding
+        several (joined by a web further out) into its branches, one per tip rising
+        :data:`BRANCH_NM` along it above the saddle to the next.
 
     Returns
     -------
@@ -488,14 +483,19 @@ def separate_filopodia(
         distance = ndimage.distance_transform_edt(pieces == 0, sampling=spacing)
         within = removed & (distance <= reach + max(spacing))
         pieces = watershed(distance, pieces.astype(np.int32), mask=within)
-    if split_at_base and body.any() and pieces.max():
-        pieces = _branches(pieces, body, spacing, BRANCH_NM)
+    if with_body := body.any() and pieces.max() > 0:  # its rim serves both uses below
+        shell = ndimage.binary_dilation(body, ndimage.generate_binary_structure(3, 3))
+    if split_at_base and with_body:
+
+        def along(obj, box):  # branches: tips BRANCH_NM above their saddle along the piece
+            return geodesic_distance(obj, shell[box], spacing)
+
+        pieces = relabel(_split_by_domes(pieces, along, BRANCH_NM))
     keep = np.zeros(int(pieces.max()) + 1, dtype=bool)
     if keep.size > 1:
         axes = moment_axes(pieces, spacing)
         keep[:] = (axes[:, 0] >= min_length_nm) & (axes[:, 0] >= min_elongation * axes[:, 1])
-        if attached_only and body.any():
-            shell = ndimage.binary_dilation(body, ndimage.generate_binary_structure(3, 3))
+        if attached_only and with_body:
             touching = np.zeros_like(keep)
             touching[np.unique(pieces[shell & (pieces > 0)])] = True
             keep &= touching
