@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sxtquant.quantify import filopodia
 from sxtquant.quantify.filopodia import (
     FIG3B,
     analyze,
@@ -171,11 +172,12 @@ def test_length_from_body_runs_from_the_base_not_along_it():
         length_from_body(rod, np.zeros_like(rod), 10.0)
 
 
-def test_split_at_base_measures_a_filopodium_from_the_body():
-    """A filopodium on a ball with a 40 nm rim patch around its base: from the body."""
-    voxel, shape = 10.0, (100, 110, 180)
+def ball_with_filopodium(radius, outside, *, rim_nm, half_thickness_nm, voxel=10.0):
+    """A 400 nm ball with a filopodium along x protruding ``outside`` nm and a flat patch
+    around its base (``rim_nm`` out from the ball's surface, 600 nm wide in y,
+    ``2 * half_thickness_nm`` thick in z)."""
+    shape = (100, 110, 180)
     body = Sphere((500.0, 550.0, 500.0), 400.0)
-    radius, outside = 60.0, 800.0
     start = np.array(body.center) + np.array([0.0, 0.0, 300.0])
     tip_centre = np.array(body.center) + np.array([0.0, 0.0, 400.0 + outside - radius])
     mask = digitize(body, shape, voxel) | digitize(
@@ -183,13 +185,41 @@ def test_split_at_base_measures_a_filopodium_from_the_body():
     )
     z, y, x = np.indices(shape) * voxel
     r = np.sqrt((z - 500) ** 2 + (y - 550) ** 2 + (x - 500) ** 2)
-    mask |= (r <= 440) & (np.abs(z - 500) <= 60) & (np.abs(y - 550) <= 300)
+    patch = (r <= 400 + rim_nm) & (np.abs(z - 500) <= half_thickness_nm)
+    return mask | (patch & (np.abs(y - 550) <= 300))
+
+
+def test_split_at_base_measures_a_filopodium_from_the_body():
+    """A filopodium on a ball with a 40 nm rim patch around its base: from the body."""
+    voxel, radius, outside = 10.0, 60.0, 800.0
+    mask = ball_with_filopodium(radius, outside, rim_nm=40, half_thickness_nm=60)
     plain, _ = find_filopodia(mask, voxel, min_radius_nm=20.0)
     based, _ = find_filopodia(mask, voxel, min_radius_nm=20.0, split_at_base=True)
     assert len(plain) == len(based) == 1
     assert based["length_nm"].iloc[0] == pytest.approx(outside, rel=0.05)
     assert plain["length_nm"].iloc[0] > based["length_nm"].iloc[0]
     assert based["radius_nm"].iloc[0] == pytest.approx(radius, rel=0.10)
+
+
+def test_split_at_base_measures_a_filopodium_beyond_a_web_at_its_base():
+    """A thin filopodium on a ball, its base in a 200 nm thick web reaching 160 nm out
+    (a network's map has such webs): the whole piece is no tube, the part farther than
+    the opening radius from the body is, and gives the radius."""
+    voxel, radius, outside = 10.0, 45.0, 600.0
+    mask = ball_with_filopodium(radius, outside, rim_nm=160, half_thickness_nm=100)
+    per, labels = find_filopodia(mask, voxel, min_radius_nm=20.0, split_at_base=True)
+    assert len(per) == 1
+    assert per["length_nm"].iloc[0] == pytest.approx(outside, rel=0.10)
+    assert per["radius_nm"].iloc[0] == pytest.approx(radius, rel=0.15)
+    piece = labels == per["label"].iloc[0]
+    line = centreline(piece, voxel)
+    whole = capsule_radius(np.count_nonzero(piece) * voxel**3, line.length_nm)
+    assert not filopodia._is_tube(whole, line, (voxel,) * 3)  # kept for the part beyond
+    # that part must be as deep as the thinnest filopodium: a 20 nm rod is a sliver
+    zz, yy, xx = np.indices((20, 30, 60))
+    rod = ((zz - 10) ** 2 + (yy - 15) ** 2 <= 4) & (xx >= 10) & (xx < 50)
+    assert filopodia._radius_beyond(rod, (voxel,) * 3, 0.0) == pytest.approx(20.0, rel=0.1)
+    assert filopodia._radius_beyond(rod, (voxel,) * 3, 20.0) is None
 
 
 def test_bent_filopodium_on_a_cell_body():

@@ -15,11 +15,10 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "TUBE_DEPTH_RATIO",
             "analyze",
             "find_filopodia",
-            "Centreline",
-            "centreline",
             "capsule_radius",
             "summarize",
         ),
+        "centreline": ("Centreline", "centreline"),
         "mesh": (
             "MESH_FORMATS",
             "DEFAULT_SMOOTH_ITERATIONS",
