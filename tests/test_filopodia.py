@@ -204,7 +204,8 @@ def test_split_at_base_measures_a_filopodium_from_the_body():
 def test_split_at_base_measures_a_filopodium_beyond_a_web_at_its_base():
     """A thin filopodium on a ball, its base in a 200 nm thick web reaching 160 nm out
     (a network's map has such webs): the whole piece is no tube, the part farther than
-    the opening radius from the body is, and gives the radius."""
+    the opening radius from the body is, and gives the radius. The same when the web
+    only makes the piece too wide for its length."""
     voxel, radius, outside = 10.0, 45.0, 600.0
     mask = ball_with_filopodium(radius, outside, rim_nm=160, half_thickness_nm=100)
     per, labels = find_filopodia(mask, voxel, min_radius_nm=20.0, split_at_base=True)
@@ -215,6 +216,17 @@ def test_split_at_base_measures_a_filopodium_beyond_a_web_at_its_base():
     line = centreline(piece, voxel)
     whole = capsule_radius(np.count_nonzero(piece) * voxel**3, line.length_nm)
     assert not filopodia._is_tube(whole, line, (voxel,) * 3)  # kept for the part beyond
+    # a stouter one in a thinner web is a tube as a whole, but too wide for its length
+    mask = ball_with_filopodium(55.0, 380.0, rim_nm=160, half_thickness_nm=60)
+    per, labels = find_filopodia(mask, voxel, min_radius_nm=20.0, split_at_base=True)
+    assert len(per) == 1
+    assert per["length_nm"].iloc[0] == pytest.approx(380.0, rel=0.10)
+    assert per["radius_nm"].iloc[0] == pytest.approx(55.0, rel=0.15)
+    line = centreline(labels == per["label"].iloc[0], voxel)
+    whole = capsule_radius(
+        np.count_nonzero(labels == per["label"].iloc[0]) * voxel**3, line.length_nm
+    )
+    assert line.length_nm < 3 * 2 * whole
     # that part must be as deep as the thinnest filopodium: a 20 nm rod is a sliver
     zz, yy, xx = np.indices((20, 30, 60))
     rod = ((zz - 10) ** 2 + (yy - 15) ** 2 <= 4) & (xx >= 10) & (xx < 50)

@@ -21,8 +21,8 @@ axis of the ellipsoid, volume, surface area, surface-to-volume ratio).
    its diameter and at least ``min_length_nm``, and it is a tube, not a sheet: its
    radius at most ``TUBE_DEPTH_RATIO`` (1.5) times the median depth of its
    centreline below the surface, plus a voxel (a lamella or a sliver shaved off
-   the body is long, but shallow). With ``split_at_base``, a piece whose base sits
-   in a web is judged (and its radius taken) beyond the opening radius from the body.
+   the body is long, but shallow). With ``split_at_base``, a piece that fails as a
+   whole is judged (and its radius taken) beyond the opening radius from the body.
 
 Length and radius
 -----------------
@@ -207,8 +207,9 @@ def find_filopodia(
     touching it), since on a network's rough surface the skeleton's base end runs
     sideways along the body; whether a piece is a tube is still decided on its
     centreline, and ``radius_nm`` comes from it, except for a piece whose base sits in
-    a web: it is a tube when its part farther than the opening radius from the body is
-    one, at least ``min_radius_nm`` deep, and that part gives ``radius_nm``.
+    a web (not a tube, or too wide for its length, as a whole): it is judged on its part
+    farther than the opening radius from the body, which must be a tube at least
+    ``min_radius_nm`` deep, and that part gives ``radius_nm``.
 
     Returns
     -------
@@ -282,7 +283,8 @@ def find_filopodia(
         lengths.append(line.length_nm)
         radii.append(capsule_radius(float(volume), line.length_nm))
         tubular.append(_is_tube(radii[-1], line, voxel))
-        if not tubular[-1] and far is not None:  # a web at its base: the tube beyond it
+        stout = line.length_nm < min_aspect * 2 * radii[-1] or radii[-1] > max_radius_nm
+        if (stout or not tubular[-1]) and far is not None:  # a web at its base: beyond it
             beyond = _radius_beyond(piece & far[box], voxel, min_radius_nm)
             tubular[-1], radii[-1] = beyond is not None, beyond or radii[-1]
         if shell is not None and (piece & shell[box]).any():
