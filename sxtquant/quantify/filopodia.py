@@ -259,7 +259,8 @@ def find_filopodia(
         labels = np.asarray(labels)
         if split_at_base and body.any():
             shell = ndi.binary_dilation(body, ndi.generate_binary_structure(3, 3))
-            far = ndi.distance_transform_edt(~body, sampling=voxel) > max_radius_nm + max(voxel)
+            opened = max_radius_nm + max(voxel)  # the radius separate_filopodia opens with
+            far = ndi.distance_transform_edt(~body, sampling=voxel) > opened
     else:
         labels = data
     if not np.issubdtype(labels.dtype, np.integer):
