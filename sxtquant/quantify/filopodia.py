@@ -272,7 +272,11 @@ def find_filopodia(
     # whatever its length or bend (in one plane).
     table = table[table["axis_minor_nm"] <= 2.5 * max_radius_nm + 2 * max(voxel)]
     boxes = ndi.find_objects(labels)
-    lengths, radii, tubular, from_body = [], [], [], {}
+
+    def slim(length: float, radius: float) -> bool:  # the size tests of a tube
+        return radius <= max_radius_nm and length >= max(min_aspect * 2 * radius, min_length_nm)
+
+    lengths, radii, kept, from_body = [], [], [], {}
     for label, volume in progress(
         list(zip(table["label"], table["volume_nm3"], strict=True)),
         desc="filopodia",
@@ -281,24 +285,21 @@ def find_filopodia(
         box = boxes[int(label) - 1]
         piece = labels[box] == label
         line = centreline(piece, voxel)
-        lengths.append(line.length_nm)
-        radii.append(capsule_radius(float(volume), line.length_nm))
-        tubular.append(_is_tube(radii[-1], line, voxel))
-        stout = line.length_nm < min_aspect * 2 * radii[-1] or radii[-1] > max_radius_nm
-        if (stout or not tubular[-1]) and far is not None:  # a web at its base: beyond it
+        length, radius = line.length_nm, capsule_radius(float(volume), line.length_nm)
+        fits = _is_tube(radius, line, voxel) and slim(length, radius)
+        if not fits and far is not None:  # a web at its base: judge the part beyond it
             beyond = _radius_beyond(piece & far[box], voxel, min_radius_nm)
-            tubular[-1], radii[-1] = beyond is not None, beyond or radii[-1]
-        if shell is not None and (piece & shell[box]).any():
+            if beyond is not None and slim(length, beyond):
+                radius, fits = beyond, True
+        if fits and shell is not None and (piece & shell[box]).any():
             from_body[int(label)] = length_from_body(piece, piece & shell[box], voxel)
+        lengths.append(length)
+        radii.append(radius)
+        kept.append(fits)
     table = table.assign(length_nm=lengths, radius_nm=radii)
-    keep = (
-        np.asarray(tubular, bool)
-        & (table["radius_nm"] <= max_radius_nm)
-        & (table["length_nm"] >= min_aspect * 2 * table["radius_nm"])
-        & (table["length_nm"] >= min_length_nm)
-    )
+    keep = np.asarray(kept, dtype=bool)
     if exclude_border:
-        keep &= ~table["touches_border"].astype(bool)
+        keep &= ~table["touches_border"].to_numpy(bool)
     table = table[keep].reset_index(drop=True)
     if from_body:  # the tests above are on the whole piece; its length is from the body
         table["length_nm"] = table["label"].map(from_body).fillna(table["length_nm"])
