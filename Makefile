@@ -26,15 +26,19 @@ test: $(STAMP)
 # organelle-interior heads, Dice beside the cross-entropy) trained on 40 fully labelled
 # simulated tomograms under broad acquisition conditions (40 % of them cells cut by the
 # field of view) plus 10 unlabelled ones; schedule MODEL_EPOCHS epochs at lr 2e-3, then
-# --resume up to MODEL_EPOCHS_TOTAL at 5e-4. The same recipe on the labelled data alone
-# (--supervised-only) is the ablation of the model card, and the previous shipped model
-# (2D, membrane only; `make model-2d`), shipped as membrane-2d, is compared (MODEL_PREVIOUS;
-# empty: none). The two runs train side by side with one thread each: about 55 min of 2 CPU
-# cores, then 15 min of scoring.
+# --resume up to MODEL_EPOCHS_TOTAL at 5e-4; then a second run starts from that model
+# (--init; a new optimiser state) for MODEL_LONG_EPOCHS epochs at 5e-4 and --resume up to
+# MODEL_LONG_TOTAL at 1.5e-4 (52 epochs in all). The same recipe on the labelled data alone
+# (--supervised-only) is the ablation of the model card; the 26-epoch model of the first
+# run, and the previous shipped model (2D, membrane only; `make model-2d`), shipped as
+# membrane-2d (MODEL_PREVIOUS; empty: none), are compared. The runs train side by side, two
+# at a time, with one thread each: about 100 min of 2 CPU cores, then 15 min of scoring.
 MODEL_WORK ?= build/regions
 MODEL_OUT ?= sxtquant/models/default
 MODEL_EPOCHS ?= 20
 MODEL_EPOCHS_TOTAL ?= 26
+MODEL_LONG_EPOCHS ?= 20
+MODEL_LONG_TOTAL ?= 26
 MODEL_PREVIOUS ?= membrane-2d
 MODEL_DATA := --dataset $(MODEL_WORK)/data --stacks --labeled-tomograms 40 \
 	--unlabeled-tomograms 10 --test-tomograms 8 --labeled-conditions broad \
@@ -43,10 +47,19 @@ MODEL_OPTIONS := --preset tiny --in-slices 5 --regions --dice-weight 1 --steps-p
 	--batch-size 8 --crop 128 --bn-momentum 0.1 --membrane-weight 3 --patience 0 --seed 0 --quiet
 MODEL_LR := 2e-3
 MODEL_TUNE_LR := 5e-4
+MODEL_LONG_LR := 5e-4
+MODEL_LONG_TUNE_LR := 1.5e-4
 MODEL_TRAIN := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS) --lr $(MODEL_LR)
 MODEL_TUNE := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS_TOTAL) --lr $(MODEL_TUNE_LR) --resume
+MODEL_LONG := $(MODEL_OPTIONS) --epochs $(MODEL_LONG_EPOCHS) --lr $(MODEL_LONG_LR)
+MODEL_LONG_TUNE := $(MODEL_OPTIONS) --epochs $(MODEL_LONG_TOTAL) --lr $(MODEL_LONG_TUNE_LR) --resume
 MODEL_SCHEDULE := epochs 1-$(MODEL_EPOCHS) at lr $(MODEL_LR), then \
-	$(shell echo $$(($(MODEL_EPOCHS) + 1)))-$(MODEL_EPOCHS_TOTAL) at lr $(MODEL_TUNE_LR) (--resume)
+	$(shell echo $$(($(MODEL_EPOCHS) + 1)))-$(MODEL_EPOCHS_TOTAL) at lr $(MODEL_TUNE_LR) (--resume); \
+	a second run started from that model (--init, a new optimiser state) trained epochs \
+	$(shell echo $$(($(MODEL_EPOCHS_TOTAL) + 1)))-$(shell echo $$(($(MODEL_EPOCHS_TOTAL) + $(MODEL_LONG_EPOCHS)))) \
+	at lr $(MODEL_LONG_LR), then \
+	$(shell echo $$(($(MODEL_EPOCHS_TOTAL) + $(MODEL_LONG_EPOCHS) + 1)))-$(shell echo $$(($(MODEL_EPOCHS_TOTAL) + $(MODEL_LONG_TOTAL)))) \
+	at lr $(MODEL_LONG_TUNE_LR) (--resume)
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 model: $(STAMP)
 	rm -rf $(MODEL_WORK)
@@ -57,9 +70,17 @@ model: $(STAMP)
 	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/run $(MODEL_TUNE) & \
 	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/supervised-only \
 		$(MODEL_TUNE) --supervised-only & wait
-	$(BIN)/python tools/ship_model.py --run $(MODEL_WORK)/run --data $(MODEL_WORK)/data \
-		--ablation $(MODEL_WORK)/supervised-only --out $(MODEL_OUT) --checkpoint last \
-		--random-forest --otsu --schedule "$(MODEL_SCHEDULE)" \
+	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/long $(MODEL_LONG) \
+		--init $(MODEL_WORK)/run/last & \
+	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/supervised-only-long \
+		$(MODEL_LONG) --supervised-only --init $(MODEL_WORK)/supervised-only/last & wait
+	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/long $(MODEL_LONG_TUNE) & \
+	$(ONE_THREAD) $(BIN)/sxtquant train $(MODEL_WORK)/data -o $(MODEL_WORK)/supervised-only-long \
+		$(MODEL_LONG_TUNE) --supervised-only & wait
+	$(BIN)/python tools/ship_model.py --run $(MODEL_WORK)/long --data $(MODEL_WORK)/data \
+		--ablation $(MODEL_WORK)/supervised-only-long --out $(MODEL_OUT) --checkpoint last \
+		--epochs-before $(MODEL_EPOCHS_TOTAL) --random-forest --otsu --schedule "$(MODEL_SCHEDULE)" \
+		--compare 26-epochs=$(MODEL_WORK)/run/last \
 		$(if $(MODEL_PREVIOUS),--compare previous=$(MODEL_PREVIOUS))
 
 # The recipe of the shipped model membrane-2d (sxtquant/models/membrane-2d; the default

@@ -111,9 +111,13 @@ def test_ship_writes_intervals_and_card_only_reproduces_the_card(ship, tmp_path,
         "--compare", f"previous={previous}",
         "--ablation", str(ablation),
         "--otsu",
+        "--epochs-before", "26",
     )  # fmt: skip
     results = json.loads((out / "test_metrics.json").read_text())
     card = (out / "MODEL_CARD.md").read_text()
+    # a run started (--init) from a 26-epoch model: its epoch 3 is the model's 29th; the
+    # options stay those of the run
+    assert "Checkpoint of epoch 29 (" in card and results["train_config"]["epochs"] == 3
     assert (out / "weights.pt").is_file() and (out / ship.COUNTS_FILE).is_file()
     assert [r["tomogram"] for r in results["per_tomogram"]] == ["test000", "test001"]
     assert {r["slices"] for r in results["per_tomogram"]} == {6}

@@ -507,8 +507,10 @@ def dataset_summary(data_dir: Path) -> dict:
     }
 
 
-def model_summary(model, checkpoint: Path) -> tuple[dict, dict]:
-    """(model facts, training options) of a checkpoint folder for the card."""
+def model_summary(model, checkpoint: Path, epochs_before: int = 0) -> tuple[dict, dict]:
+    """(model facts, training options) of a checkpoint folder for the card;
+    ``epochs_before``: the epochs of the model its run started from (``--init``), counted
+    in the checkpoint's epoch."""
     path = checkpoint / "metadata.json"
     metadata = json.loads(path.read_text()) if path.is_file() else {}
     # the epochs this checkpoint trained for: epoch N of a longer run is what `--epochs N`
@@ -520,7 +522,7 @@ def model_summary(model, checkpoint: Path) -> tuple[dict, dict]:
         "width": model.config.width,
         "parameters": count_parameters(model),
         "kflop_per_pixel": flops_per_pixel(model.config) / 1e3,
-        "epoch": metadata.get("epoch"),
+        "epoch": None if metadata.get("epoch") is None else metadata["epoch"] + epochs_before,
         "val_f1": metadata.get("val_f1"),
         "in_slices": getattr(model.config, "in_slices", 1),
         "heads": list(getattr(model.config, "heads", ("membrane",))),
@@ -941,6 +943,14 @@ def _parser() -> argparse.ArgumentParser:
         "--lr (the checkpoint records only the last phase's options)",
     )
     parser.add_argument(
+        "--epochs-before",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the run started (--init) from a model trained N epochs: the card counts them "
+        "in the checkpoint's epoch (default 0)",
+    )
+    parser.add_argument(
         "--samples", type=int, help=f"bootstrap draws (default {intervals.SAMPLES}, or as stored)"
     )
     parser.add_argument("--seed", type=int, help="seed of the bootstrap (default 0, or as stored)")
@@ -989,7 +999,7 @@ def main(argv=None) -> None:
     tomograms = load_test_tomograms(args.data)
     dataset = dataset_summary(args.data)
     voxel = float(dataset.get("voxel_size_nm") or 9.8)
-    facts, train_config = model_summary(model, checkpoint)
+    facts, train_config = model_summary(model, checkpoint, args.epochs_before)
     table, shipped_regions = evaluate_method(SHIPPED, network_predictor(model), tomograms, voxel)
     tables, compared = [table], {}
     for name, (kind, source) in others.items():
