@@ -53,12 +53,13 @@ MODEL_TRAIN := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS) --lr $(MODEL_LR)
 MODEL_TUNE := $(MODEL_OPTIONS) --epochs $(MODEL_EPOCHS_TOTAL) --lr $(MODEL_TUNE_LR) --resume
 MODEL_LONG := $(MODEL_OPTIONS) --epochs $(MODEL_LONG_EPOCHS) --lr $(MODEL_LONG_LR)
 MODEL_LONG_TUNE := $(MODEL_OPTIONS) --epochs $(MODEL_LONG_TOTAL) --lr $(MODEL_LONG_TUNE_LR) --resume
+add = $(shell echo $$(($(1) + $(2))))
 MODEL_SCHEDULE := epochs 1-$(MODEL_EPOCHS) at lr $(MODEL_LR), then \
-	$(shell echo $$(($(MODEL_EPOCHS) + 1)))-$(MODEL_EPOCHS_TOTAL) at lr $(MODEL_TUNE_LR) (--resume); \
+	$(call add,$(MODEL_EPOCHS),1)-$(MODEL_EPOCHS_TOTAL) at lr $(MODEL_TUNE_LR) (--resume); \
 	a second run started from that model (--init, a new optimiser state) trained epochs \
-	$(shell echo $$(($(MODEL_EPOCHS_TOTAL) + 1)))-$(shell echo $$(($(MODEL_EPOCHS_TOTAL) + $(MODEL_LONG_EPOCHS)))) \
+	$(call add,$(MODEL_EPOCHS_TOTAL),1)-$(call add,$(MODEL_EPOCHS_TOTAL),$(MODEL_LONG_EPOCHS)) \
 	at lr $(MODEL_LONG_LR), then \
-	$(shell echo $$(($(MODEL_EPOCHS_TOTAL) + $(MODEL_LONG_EPOCHS) + 1)))-$(shell echo $$(($(MODEL_EPOCHS_TOTAL) + $(MODEL_LONG_TOTAL)))) \
+	$(call add,$(MODEL_EPOCHS_TOTAL),$(MODEL_LONG_EPOCHS) + 1)-$(call add,$(MODEL_EPOCHS_TOTAL),$(MODEL_LONG_TOTAL)) \
 	at lr $(MODEL_LONG_TUNE_LR) (--resume)
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 model: $(STAMP)
@@ -80,7 +81,7 @@ model: $(STAMP)
 	$(BIN)/python tools/ship_model.py --run $(MODEL_WORK)/long --data $(MODEL_WORK)/data \
 		--ablation $(MODEL_WORK)/supervised-only-long --out $(MODEL_OUT) --checkpoint last \
 		--epochs-before $(MODEL_EPOCHS_TOTAL) --random-forest --otsu --schedule "$(MODEL_SCHEDULE)" \
-		--compare 26-epochs=$(MODEL_WORK)/run/last \
+		--compare $(MODEL_EPOCHS_TOTAL)-epochs=$(MODEL_WORK)/run/last \
 		$(if $(MODEL_PREVIOUS),--compare previous=$(MODEL_PREVIOUS))
 
 # The recipe of the shipped model membrane-2d (sxtquant/models/membrane-2d; the default
