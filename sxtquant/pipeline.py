@@ -131,11 +131,14 @@ class Analysis:
 def filopodia_of(
     cell_mask: np.ndarray, voxel_size_nm: float | Sequence[float]
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The filopodia of a filled cell mask: their table and labels (the kept ones only)."""
-    from sxtquant.quantify.filopodia import find_filopodia
+    """The filopodia of a filled cell mask: their table and labels (the kept ones only),
+    found with :data:`sxtquant.quantify.filopodia.FILLED_MASK`."""
+    from sxtquant.quantify.filopodia import FILLED_MASK, find_filopodia
     from sxtquant.quantify.objects import label_dtype
 
-    per, candidates = find_filopodia(cell_mask, VoxelSize.of(voxel_size_nm), kind="mask")
+    per, candidates = find_filopodia(
+        cell_mask, VoxelSize.of(voxel_size_nm), kind="mask", **FILLED_MASK
+    )
     keep = np.zeros(int(candidates.max()) + 1 if candidates.size else 1, dtype=bool)
     keep[per["label"].to_numpy(int)] = True
     keep[0] = False

@@ -112,6 +112,54 @@ def test_other_cuts(centre, radius, nucleus):
     assert dice(fill_membranes(membrane), sd <= 0) > 0.98
 
 
+def _comb_cell(slices: int):
+    """A nearly flat cell edge across the view (the cell's centre far outside, x < 0)
+    with a comb of four thick filopodia (radius 70 nm) in the mid-plane."""
+    grid = (slices, 120, 160)
+    z = slices * VOXEL / 2
+    body = Sphere((z, 600.0, -2500.0), 2900.0)
+    comb = tuple(
+        Capsule((z, y, 300.0), (z, y, 1300.0), 70.0) for y in (150.0, 450.0, 750.0, 1050.0)
+    )
+    sd = signed_distance((body, *comb), grid)
+    return sd <= 0, shell(sd)
+
+
+def test_the_cell_side_is_told_with_its_filopodia_opened_away():
+    """With a thin opening the filopodia make the cell's side look the more concave
+    one, and the outside is filled instead of the cell (a slab as thin as the
+    filopodia, which are then in every slice compared); the recipe's opening is wider
+    than any filopodium (border_opening_radius), and the cell is filled."""
+    from sxtquant.quantify.recipe import border_opening_radius
+
+    truth, membrane = _comb_cell(24)
+    assert dice(fill_membranes(membrane), truth) < 0.5
+    radius = border_opening_radius(VOXEL, 2)
+    assert radius == 13  # 150 nm at 10 nm, less the closing's 2 pixels
+    assert dice(fill_membranes(membrane, border_opening_radius=radius), truth) > 0.99
+    assert dice(objects_from_membranes(membrane, VOXEL, ObjectRecipe()) > 0, truth) > 0.99
+
+
+def test_the_wide_opening_keeps_the_filopodia_of_a_cut_cell():
+    from sxtquant.pipeline import filopodia_of
+
+    truth, membrane = _comb_cell(40)  # thick enough for the body's opening
+    objects = objects_from_membranes(membrane, VOXEL, ObjectRecipe())
+    assert dice(objects > 0, truth) > 0.99
+    per, _ = filopodia_of(objects > 0, VOXEL)
+    assert len(per) == 4
+    assert per["radius_nm"].to_numpy() == pytest.approx(70.0, rel=0.08)
+    assert not per["touches_border"].any()
+
+
+def test_border_opening_radius_follows_the_voxel_size():
+    from sxtquant.quantify.recipe import border_opening_radius
+
+    assert border_opening_radius(9.8, 2) == 13  # round(15.3) - 2
+    assert border_opening_radius((20.0, 5.0, 5.0), 0) == 30  # in-plane voxels decide
+    assert border_opening_radius(40.0, 2) == 3  # never below the membrane's half-width
+
+
 def test_cells_inside_the_volume_are_filled_as_before(rng):
     grid = (30, 80, 80)
     sd = signed_distance((Sphere((150.0, 400.0, 380.0), 250.0),), grid)

@@ -352,6 +352,10 @@ def test_min_radius_returns_slivers_to_the_body_and_smoothing_is_checked():
     assert thick.n_filopodia == 1
     assert thick.filopodia["radius_nm"].iloc[0] == pytest.approx(50.0, rel=0.15)
     assert (thick.cell_labels > 0).sum() == cell.sum()  # the sliver is back in the body
+    from sxtquant.quantify.filopodia import FILLED_MASK, find_filopodia
+
+    per, _ = find_filopodia(cell, voxel, min_aspect=3.0, **FILLED_MASK)  # quantify's options
+    assert per["radius_nm"].to_numpy() == pytest.approx([50.0], rel=0.15)
     probability = cell.astype(np.float32)
     smoothed = cell_mask_from_probability(probability, smooth_voxels=1.5)
     assert not smoothed[sliver & ~body].any()  # a one-voxel line does not survive

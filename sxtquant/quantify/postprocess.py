@@ -227,6 +227,7 @@ def fill_membranes(
     closing_radius: int = 2,
     fill_3d: bool = True,
     border: str = "convex",
+    border_opening_radius: int = 3,
 ) -> np.ndarray:
     """Close open membrane contours and fill them into solid objects.
 
@@ -247,6 +248,12 @@ def fill_membranes(
         ``"convex"`` (default) fills the side of such a membrane that is the cell's
         (:func:`fill_border_regions`: the convex side); ``"open"`` leaves them
         unfilled. Nothing changes for objects wholly inside the volume.
+    border_opening_radius : int
+        ``opening_radius`` of :func:`fill_border_regions` (pixels): more than half a
+        membrane's thickness, and wider than the cell's filopodia, which otherwise
+        count as concavities of the cell's side
+        (:func:`sxtquant.quantify.recipe.objects_from_membranes` sets it from the
+        voxel size).
 
     Returns
     -------
@@ -276,7 +283,9 @@ def fill_membranes(
     if fill_3d:
         filled |= ndimage.binary_fill_holes(mask)
     if border == "convex":
-        filled = fill_border_regions(filled, closing_radius=r)
+        filled = fill_border_regions(
+            filled, closing_radius=r, opening_radius=int(border_opening_radius)
+        )
     return filled
 
 

@@ -7,7 +7,8 @@ all call :func:`objects_from_membranes` with an :class:`ObjectRecipe`:
    the slice-to-slice flicker of a slice-wise network; averaging the probability over z
    instead would erase membranes that cross slices obliquely);
 2. close and fill the contours (:func:`sxtquant.quantify.postprocess.fill_membranes`:
-   per slice with a disk of ``closing_radius`` pixels, then in 3D);
+   per slice with a disk of ``closing_radius`` pixels, then in 3D, then the regions
+   that the volume's edge closes, on the cell's side: :func:`border_opening_radius`);
 3. erode by ``erosion`` voxels: a membrane label is a shell a few voxels thick centred
    on the surface, and the filled shape reaches its outer side; one step puts the
    objects' surface back on the membrane's mid-surface;
@@ -31,7 +32,7 @@ from sxtquant.core.voxels import VoxelSize
 from sxtquant.quantify.objects import objects_from_mask
 from sxtquant.quantify.postprocess import erode, fill_membranes, smooth_z
 
-__all__ = ["SEGMENTATION", "ObjectRecipe", "objects_from_membranes"]
+__all__ = ["SEGMENTATION", "ObjectRecipe", "border_opening_radius", "objects_from_membranes"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,25 @@ SEGMENTATION = ObjectRecipe(
 )
 
 
+def border_opening_radius(voxel_size_nm: float | Sequence[float], closing_radius: int) -> int:
+    """Pixels: the ``border_opening_radius`` of
+    :func:`~sxtquant.quantify.postprocess.fill_border_regions` for this voxel size.
+
+    Which side of a membrane cut by the volume's edge is the cell's is judged on the
+    convexity of each side with thin parts opened away. Filopodia are part of the
+    cell's side and make it look concave unless the opening is as wide as the widest
+    filopodium (:data:`~sxtquant.quantify.filopodia.DEFAULT_MAX_RADIUS_NM`, with the
+    closing's radius). On the simulated field-of-view cells of development seeds 20-31
+    the 3-pixel opening filled the cell on 6 of 12 (cell Dice 0.28-0.47 on the others);
+    this one on all 12 (Dice >= 0.977).
+    """
+    from sxtquant.quantify.filopodia import DEFAULT_MAX_RADIUS_NM
+
+    voxel = VoxelSize.of(voxel_size_nm)
+    pixels = round(DEFAULT_MAX_RADIUS_NM / min(voxel[1], voxel[2]))
+    return max(3, pixels - int(closing_radius))
+
+
 def objects_from_membranes(
     membranes: np.ndarray,
     voxel_size_nm: float | Sequence[float],
@@ -114,7 +134,11 @@ def objects_from_membranes(
     mask = np.asarray(membranes) > 0
     if recipe.z_vote_radius:
         mask = smooth_z(mask, recipe.z_vote_radius)
-    filled = fill_membranes(mask, closing_radius=recipe.closing_radius)
+    filled = fill_membranes(
+        mask,
+        closing_radius=recipe.closing_radius,
+        border_opening_radius=border_opening_radius(voxel, recipe.closing_radius),
+    )
     if recipe.erosion:
         filled = erode(filled, recipe.erosion)
     return objects_from_mask(

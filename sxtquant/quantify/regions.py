@@ -43,6 +43,7 @@ from sxtquant.core.voxels import as_voxel_size
 from sxtquant.quantify.filopodia import (
     DEFAULT_MAX_RADIUS_NM,
     DEFAULT_MIN_ASPECT,
+    DEFAULT_MIN_FILOPODIUM_RADIUS_NM,
     DEFAULT_MIN_LENGTH_NM,
 )
 
@@ -68,10 +69,6 @@ REGION_THRESHOLD = 0.5
 SPECK_FRACTION = 0.01
 #: Organelles smaller than this (nm³; a ball of ~36 nm radius) are noise.
 DEFAULT_ORGANELLE_MIN_VOLUME_NM3 = 2e5
-#: Protrusions thinner than this (nm) are not filopodia but slivers of a rough cell
-#: surface: half the thinnest simulated filopodium (40 nm radius), a third of the
-#: thinnest the paper measured (about 60 nm).
-DEFAULT_MIN_FILOPODIUM_RADIUS_NM = 20.0
 #: Smoothing (Gaussian sigma, nm) of a network's cell probability before its threshold
 #: (``smooth_nm`` of :func:`objects_from_regions`, as ``quantify`` and the demo run it):
 #: below the microscope's 30-40 nm resolution, so it
@@ -392,8 +389,6 @@ def cell_objects(
             min_radius_nm=min_radius_nm,
             split_at_base=split_at_base,
         )
-        if min_radius_nm > 0 and len(per):
-            per = per[per["radius_nm"].to_numpy(float) >= min_radius_nm].reset_index(drop=True)
         kept = np.isin(candidates, per["label"].to_numpy()) & (candidates > 0)
         filopodia_labels = np.where(kept, candidates, 0).astype(candidates.dtype)
     else:

@@ -153,9 +153,10 @@ def measure_file(
     table = measure_objects(labels, voxel)
     filopodia = filopodia_labels = None
     if spec.filopodia:
-        from sxtquant.quantify.filopodia import find_filopodia, summarize
+        from sxtquant.quantify.filopodia import FILLED_MASK, find_filopodia, summarize
 
-        per, candidates = find_filopodia(data, voxel, kind=kind)
+        options = FILLED_MASK if kind == "mask" else {}
+        per, candidates = find_filopodia(data, voxel, kind=kind, **options)
         filopodia = (per, summarize(per))
         # the candidates that were kept, under the table's labels
         keep = np.isin(candidates, per["label"].to_numpy())
