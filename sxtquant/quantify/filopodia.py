@@ -218,10 +218,10 @@ def find_filopodia(
     Parameters are those of :func:`analyze`, and for a mask ``min_radius_nm`` and
     ``split_at_base`` of :func:`sxtquant.quantify.objects.separate_filopodia` (for a
     filled or a network's rough cell mask, :data:`FILLED_MASK`; off by default); a
-    filopodium must also be at least ``min_radius_nm`` thick. With ``split_at_base`` the table's
-    ``length_nm`` is measured from the body (:func:`length_from_body` from the voxels
-    touching it), since on a network's rough surface the skeleton's base end runs
-    sideways along the body; whether a piece is a tube is still decided on its
+    filopodium must also be at least ``min_radius_nm`` thick. With ``split_at_base``
+    the table's ``length_nm`` is measured from the body (:func:`length_from_body` from
+    the voxels touching it), since on a network's rough surface the skeleton's base end
+    runs sideways along the body; whether a piece is a tube is still decided on its
     centreline, and ``radius_nm`` comes from it, except for a piece whose base sits in
     a web (not a tube, or too wide for its length, as a whole): it is judged on its part
     farther than the opening radius from the body, which must be a tube at least
