@@ -217,8 +217,11 @@ def test_split_at_base_measures_a_filopodium_beyond_a_web_at_its_base():
     whole = capsule_radius(np.count_nonzero(piece) * voxel**3, line.length_nm)
     assert not filopodia._is_tube(whole, line, (voxel,) * 3)  # kept for the part beyond
     # a stouter one in a thinner web is a tube as a whole, but too wide for its length
+    # at three diameters (at the default two the whole piece passes, web and all)
     mask = ball_with_filopodium(55.0, 380.0, rim_nm=160, half_thickness_nm=60)
-    per, labels = find_filopodia(mask, voxel, min_radius_nm=20.0, split_at_base=True)
+    per, labels = find_filopodia(
+        mask, voxel, min_aspect=3.0, min_radius_nm=20.0, split_at_base=True
+    )
     assert len(per) == 1
     assert per["length_nm"].iloc[0] == pytest.approx(380.0, rel=0.10)
     assert per["radius_nm"].iloc[0] == pytest.approx(55.0, rel=0.15)
@@ -268,6 +271,60 @@ def test_a_sheet_is_not_a_filopodium():
     paint(labels, Capsule((150.0, 550.0, 100.0), (150.0, 550.0, 1200.0), 50.0), 2, voxel)
     per, _ = analyze(labels, voxel)
     assert list(per["label"]) == [2]
+
+
+def _cell_edge_with(protrusions):
+    """A cell's edge (a sphere's cap, its centre outside the view at x < 0) crossing a
+    600 nm slab, with ``protrusions(surface_x, z)``'s shapes on it; filled mask."""
+    voxel = 10.0
+    grid = (60, 180, 160)
+    z = 300.0
+    body = Sphere((z, 900.0, -2500.0), 2900.0)
+
+    def surface_x(y):  # where the body's mid-plane edge is, at y
+        return -2500.0 + math.sqrt(2900.0**2 - (y - 900.0) ** 2)
+
+    points = np.stack(np.indices(grid), axis=-1) * voxel
+    shapes = (body, *protrusions(surface_x, z))
+    return np.min([shape.sdf(points) for shape in shapes], axis=0) <= 0, voxel
+
+
+def test_short_filopodia_count_and_blebs_buds_bumps_ridges_do_not():
+    """Down to two diameters a tube is a filopodium (the paper's Fig. 3B has ones under
+    three); what else grows from a cell's edge is not: a bleb, a bud on a thin neck, a
+    bump, a ridge across the slab, a stub 1.5 diameters long."""
+
+    def protrusions(surface_x, z):
+        def stub(y, radius, aspect):  # leaving the body by aspect diameters
+            x = surface_x(y)
+            return Capsule((z, y, x - 200.0), (z, y, x + 2 * aspect * radius - radius), radius)
+
+        x = surface_x(650.0)
+        return (
+            Sphere((z, 200.0, surface_x(200.0) + 50.0), 200.0),  # bleb
+            Capsule((z, 650.0, x - 100.0), (z, 650.0, x + 200.0), 40.0),  # neck
+            Sphere((z, 650.0, x + 320.0), 130.0),  # its bud
+            Capsule(
+                (z - 150.0, 900.0, surface_x(900.0) + 100.0),
+                (z + 150.0, 900.0, surface_x(900.0) + 100.0),
+                50.0,
+            ),  # ridge
+            Sphere((z, 1150.0, surface_x(1150.0) + 60.0), 120.0),  # bump
+            stub(1400.0, 90.0, 1.5),
+            stub(1650.0, 90.0, 2.5),  # a short filopodium, 450 nm from the body
+        )
+
+    mask, voxel = _cell_edge_with(protrusions)
+    per, labels = find_filopodia(mask, voxel, kind="mask", **filopodia.FILLED_MASK)
+    per = per[~per["touches_border"]]
+    assert len(per) == 1
+    (row,) = per.itertuples()
+    y = np.argwhere(labels == row.label)[:, 1].mean() * voxel
+    assert y == pytest.approx(1650.0, abs=50.0)
+    assert row.length_nm == pytest.approx(450.0, rel=0.1)
+    assert row.radius_nm == pytest.approx(90.0, rel=0.1)
+    per, _ = find_filopodia(mask, voxel, kind="mask", min_aspect=3.0, **filopodia.FILLED_MASK)
+    assert not (~per["touches_border"]).any()  # the old limit missed it
 
 
 def test_labels_keep_long_thin_objects_only():
