@@ -133,16 +133,14 @@ def filopodia_of(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The filopodia of a filled cell mask: their table and labels (the kept ones only),
     found with :data:`sxtquant.quantify.filopodia.FILLED_MASK`."""
-    from sxtquant.quantify.filopodia import FILLED_MASK, find_filopodia
+    from sxtquant.quantify.filopodia import FILLED_MASK, find_filopodia, kept_candidates
     from sxtquant.quantify.objects import label_dtype
 
     per, candidates = find_filopodia(
         cell_mask, VoxelSize.of(voxel_size_nm), kind="mask", **FILLED_MASK
     )
-    keep = np.zeros(int(candidates.max()) + 1 if candidates.size else 1, dtype=bool)
-    keep[per["label"].to_numpy(int)] = True
-    keep[0] = False
-    return per, np.where(keep[candidates], candidates, 0).astype(label_dtype(int(keep.size)))
+    largest = int(candidates.max()) + 1 if candidates.size else 1
+    return per, kept_candidates(candidates, per).astype(label_dtype(largest))
 
 
 def meshes_of(

@@ -68,6 +68,7 @@ __all__ = [
     "analyze",
     "centreline",
     "find_filopodia",
+    "kept_candidates",
     "length_from_body",
     "summarize",
 ]
@@ -116,14 +117,9 @@ SUMMARY_COLUMNS = (
 
 DEFAULT_MAX_RADIUS_NM = 150.0
 #: Shortest filopodium, in diameters (length / diameter). The paper's filopodia are
-#: 966 ± 394 nm long and 132 ± 28 nm wide (Fig. 3B, n = 59): one SD short is 4.3
-#: diameters, 1.5 SD short under 3 (about one in fourteen); the simulator draws
-#: lengths of 300-2000 nm and radii of 40-90 nm (aspect down to 1.7). At 3 the true membranes of
-#: development demo seeds 20-31 gave 61 of 71 filopodia (whole cells) and 35 of 40
-#: (cut by the field of view), every miss but five under 3 diameters; at 2, 71 of 71
-#: and 40 of 40, with no more false ones (0 and 2), and the network's maps 59 -> 63
-#: and 28 -> 32 of them. Blebs, buds on a neck, bumps and ridges on a cell's edge are
-#: not counted at 2 (``tests/test_filopodia.py``).
+#: 966 ± 394 nm long and 132 ± 28 nm wide (Fig. 3B, n = 59), 1.5 SD short under 3
+#: diameters; the simulator's go down to 1.7. The figures that chose 2 over 3 are in
+#: ``docs/filopodia.md`` ("Short filopodia").
 DEFAULT_MIN_ASPECT = 2.0
 DEFAULT_MIN_LENGTH_NM = 200.0
 #: Protrusions thinner than this (nm) are not filopodia but slivers of a rough cell
@@ -350,6 +346,13 @@ def _radius_beyond(part: np.ndarray, voxel, min_depth_nm: float) -> float | None
     radius = capsule_radius(np.count_nonzero(part) * float(np.prod(voxel)), line.length_nm)
     deep = float(np.median(line.radii_nm)) >= min_depth_nm
     return radius if deep and _is_tube(radius, line, voxel) else None
+
+
+def kept_candidates(candidates: np.ndarray, per_filopodium: pd.DataFrame) -> np.ndarray:
+    """The candidates of :func:`find_filopodia` that its table kept, under their own
+    labels (the rest 0), in the candidates' dtype."""
+    keep = np.isin(candidates, per_filopodium["label"].to_numpy()) & (candidates > 0)
+    return np.where(keep, candidates, 0).astype(candidates.dtype)
 
 
 def length_from_body(

@@ -356,7 +356,7 @@ def cell_objects(
     -------
     CellObjects
     """
-    from sxtquant.quantify.filopodia import find_filopodia
+    from sxtquant.quantify.filopodia import find_filopodia, kept_candidates
     from sxtquant.quantify.morphology import COLUMNS
     from sxtquant.quantify.objects import (
         connected_components,
@@ -389,8 +389,8 @@ def cell_objects(
             min_radius_nm=min_radius_nm,
             split_at_base=split_at_base,
         )
-        kept = np.isin(candidates, per["label"].to_numpy()) & (candidates > 0)
-        filopodia_labels = np.where(kept, candidates, 0).astype(candidates.dtype)
+        filopodia_labels = kept_candidates(candidates, per)
+        kept = filopodia_labels > 0
     else:
         per = pd.DataFrame(columns=[*COLUMNS, "length_nm", "radius_nm"])
         kept = np.zeros(cell.shape, dtype=bool)

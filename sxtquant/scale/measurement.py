@@ -153,14 +153,17 @@ def measure_file(
     table = measure_objects(labels, voxel)
     filopodia = filopodia_labels = None
     if spec.filopodia:
-        from sxtquant.quantify.filopodia import FILLED_MASK, find_filopodia, summarize
+        from sxtquant.quantify.filopodia import (
+            FILLED_MASK,
+            find_filopodia,
+            kept_candidates,
+            summarize,
+        )
 
         options = FILLED_MASK if kind == "mask" else {}
         per, candidates = find_filopodia(data, voxel, kind=kind, **options)
         filopodia = (per, summarize(per))
-        # the candidates that were kept, under the table's labels
-        keep = np.isin(candidates, per["label"].to_numpy())
-        filopodia_labels = np.where(keep, candidates, 0).astype(candidates.dtype)
+        filopodia_labels = kept_candidates(candidates, per)
     return Measured(table, labels, filopodia, voxel, filopodia_labels)
 
 
