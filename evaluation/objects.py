@@ -15,7 +15,9 @@ Run from the repository root::
     .venv/bin/python evaluation/objects.py --model default --model new=build/regions/run/last
 
 Writes ``evaluation/results/objects.csv`` (one row per model, mode and seed) and
-``objects.json`` (totals per model and mode, with the command, machine and seconds).
+``objects.json`` (totals per model and mode, the found fraction and the false
+detections per true filopodium with 95 % intervals over cells, and the command,
+machine and seconds).
 Filopodia that leave the volume are left out, as the paper's Fig. 3B did.
 """
 
@@ -35,12 +37,26 @@ VOXEL_NM = 9.8
 
 
 def _seeds(text: str) -> list[int]:
-    """``0-3`` or ``0,2,5`` or ``4``."""
+    """``0-3`` or ``0,2,5`` or ``4``; ``none`` (or nothing): no seeds."""
     out: list[int] = []
+    if text.strip().lower() in ("", "none"):
+        return out
     for part in text.split(","):
         lo, _, hi = part.partition("-")
         out += list(range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def demo_cells(seeds: str, fov_seeds: str):
+    """``(mode, seed, simulation)`` of every demo cell: whole cells, then field of view."""
+    from sxtquant.simulate.cell import CellContent
+    from sxtquant.simulate.tomogram import simulate_tomogram
+
+    cases = [("whole", s) for s in _seeds(seeds)]
+    cases += [("field_of_view", s) for s in _seeds(fov_seeds)]
+    for mode, seed in cases:
+        content = CellContent(field_of_view=True) if mode == "field_of_view" else None
+        yield mode, seed, simulate_tomogram(SHAPE, VOXEL_NM, seed=seed, content=content)
 
 
 def score_cell(analysis, sim, comparison) -> dict:
@@ -86,8 +102,37 @@ def score_cell(analysis, sim, comparison) -> dict:
     }
 
 
+def _count_ratios(counts):
+    """Found per true and false per true from summed (found, false, true) counts."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        true = np.where(counts[..., 2] > 0, counts[..., 2], np.nan)
+        return {"found_fraction": counts[..., 0] / true, "false_per_true": counts[..., 1] / true}
+
+
+def count_intervals(frame) -> dict:
+    """95 % intervals of the pooled found fraction and false-per-true, cells resampled.
+
+    The filopodia of one cell share its map and its acquisition, so they are not
+    independent draws: the bootstrap resamples whole cells (each cell one "tomogram"
+    of :func:`sxtquant.evaluate.intervals.count_intervals`) and pools their counts.
+    """
+    from sxtquant.evaluate.intervals import count_intervals as pooled
+
+    counts = frame[["found", "false", "true"]].to_numpy()
+    cells = [f"{m}/{s}" for m, s in zip(frame["mode"], frame["seed"], strict=True)]
+    out = {}
+    for name, row in pooled(counts, cells, scorer=_count_ratios).items():
+        out[f"{name}_low"], out[f"{name}_high"] = row["low"], row["high"]
+    return out
+
+
 def totals(rows) -> dict:
-    """Counts summed over cells; errors averaged over the matched filopodia (weighted)."""
+    """Counts summed over cells; errors averaged over the matched filopodia (weighted);
+    the found fraction and the false detections per true filopodium with their 95 %
+    intervals over cells (:func:`count_intervals`)."""
     import numpy as np
     import pandas as pd
 
@@ -106,6 +151,8 @@ def totals(rows) -> dict:
         "false": int(frame["false"].sum()),
         "cut": int(frame["cut"].sum()),
         "found_fraction": float(found.sum() / max(1, frame["true"].sum())),
+        "false_per_true": float(frame["false"].sum() / max(1, frame["true"].sum())),
+        **count_intervals(frame),
         "mean_abs_length_error": weighted("length_error", found),
         "mean_abs_diameter_error": weighted("diameter_error", found),
         "true_membranes_found": int(frame["true_membranes_found"].sum()),
@@ -145,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     from sxtquant.core.progress import set_quiet
     from sxtquant.io.files import write_json, write_table
     from sxtquant.nn.checkpoint import load_model
-    from sxtquant.simulate.cell import CellContent
-    from sxtquant.simulate.tomogram import simulate_tomogram
 
     set_quiet(True)
     started = time.perf_counter()
@@ -154,12 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.model or ["default"]:
         name, _, path = spec.rpartition("=")
         models[name or path] = load_model(path)
-    cases = [("whole", s) for s in _seeds(args.seeds)]
-    cases += [("field_of_view", s) for s in _seeds(args.fov_seeds)]
     rows = []
-    for mode, seed in cases:
-        content = CellContent(field_of_view=True) if mode == "field_of_view" else None
-        sim = simulate_tomogram(SHAPE, VOXEL_NM, seed=seed, content=content)
+    for mode, seed, sim in demo_cells(args.seeds, args.fov_seeds):
         for name, model in models.items():
             t0 = time.perf_counter()
             analysis = pipeline.analyze(
