@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from evaluation.misses import describe_cell, detached, profile
-from evaluation.objects import SHAPE, VOXEL_NM, _seeds, totals
+from evaluation.objects import SHAPE, VOXEL_NM, _seeds, paired_differences, totals
 
 
 def _cell(seed: int, found: int, true: int, false: int = 0, mode: str = "field_of_view") -> dict:
@@ -57,6 +57,21 @@ def test_cells_that_agree_give_an_interval_of_no_width():
 def test_cells_without_filopodia_leave_the_interval_undefined():
     out = totals([_cell(0, 0, 0), _cell(1, 0, 0)])
     assert math.isnan(out["found_fraction_low"]) and math.isnan(out["found_fraction_high"])
+
+
+def test_paired_differences_share_the_draws_of_cells():
+    import pandas as pd
+
+    a = [_cell(s, f, 4) for s, f in enumerate([4, 3, 2, 4])]
+    b = [_cell(s, f - 1, 4) for s, f in enumerate([4, 3, 2, 4])]  # one fewer in every cell
+    frame = pd.DataFrame([{**r, "model": "a"} for r in a] + [{**r, "model": "b"} for r in b])
+    out = paired_differences(frame)["a - b/field_of_view"]
+    # every draw has 4 cells, each one filopodium apart: the difference is 1/4 in all
+    assert out["found_fraction_difference"] == pytest.approx(0.25)
+    assert out["low"] == pytest.approx(0.25) and out["high"] == pytest.approx(0.25)
+    assert out["excludes_zero"]
+    same = pd.DataFrame([{**r, "model": m} for m in ("a", "c") for r in a])
+    assert paired_differences(same)["a - c/field_of_view"]["excludes_zero"] is False
 
 
 @pytest.mark.parametrize(
