@@ -10,8 +10,7 @@ tomogram's contrast (mean inside less mean in a shell 2-4 voxels outside it, in 
 of the background's standard deviation); for one found, also its relative length
 error. A filopodium is ``detached`` when its cell probability falls below 0.5 in one
 bin and rises above it again farther out: the map has a gap, and the piece beyond it
-is not joined to the cell. Run from the repository
-root::
+is not joined to the cell. Run from the repository root::
 
     .venv/bin/python evaluation/misses.py --seeds none --fov-seeds 20-31
 
@@ -37,14 +36,11 @@ def profile(mask, distance, values, bin_nm: float) -> list[float]:
     """Mean of ``values`` over ``mask`` in bins of ``distance`` (NaN for an empty bin)."""
     import numpy as np
 
-    d, v = distance[mask], values[mask]
-    edges = np.arange(0.0, d.max() + bin_nm, bin_nm)
-    return [
-        float(v[(d >= a) & (d < a + bin_nm)].mean())
-        if np.any((d >= a) & (d < a + bin_nm))
-        else float("nan")
-        for a in edges[:-1]
-    ]
+    index = (distance[mask] // bin_nm).astype(np.int64)
+    counts = np.bincount(index)
+    sums = np.bincount(index, weights=np.asarray(values, dtype=np.float64)[mask])
+    with np.errstate(invalid="ignore"):
+        return [float(m) for m in sums / counts]
 
 
 def detached(cell_profile: list[float]) -> bool:

@@ -90,6 +90,11 @@ def test_profile_is_the_mean_per_distance_bin():
     mask = np.ones_like(values, dtype=bool)
     # bins [0, 100): 0-3, [100, 200): 4-6, [200, 300): 7-9
     assert profile(mask, distance, values, 100.0) == [1.5, 5.0, 8.0]
+    # a bin that nothing falls in is NaN, not 0
+    gap = profile(
+        np.array([True, True, True]), np.array([0.0, 30.0, 250.0]), values[0, 0, :3], 100.0
+    )
+    assert gap[0] == 0.5 and math.isnan(gap[1]) and gap[2] == 2.0
 
 
 @pytest.mark.parametrize(
