@@ -49,6 +49,17 @@ def detached(cell_profile: list[float]) -> bool:
     return bool(low) and any(p >= DETACHED_BELOW for p in cell_profile[low[0] + 1 :])
 
 
+def true_body(sim):
+    """The simulated cell without its filopodia (organelles included), and the labels
+    of its filopodia."""
+    import numpy as np
+
+    table = sim.table.set_index("label")
+    filopodia = table.index[table["class"] == "filopodium"].to_numpy()
+    inside = table.index[table["class"] != "fiducial"].to_numpy()
+    return np.isin(sim.objects, inside) & ~np.isin(sim.objects, filopodia), filopodia
+
+
 def describe_cell(sim, maps, bin_nm: float) -> list[dict]:
     """One row per wholly-inside true filopodium of ``sim`` under the maps ``maps``."""
     import numpy as np
@@ -61,9 +72,7 @@ def describe_cell(sim, maps, bin_nm: float) -> list[dict]:
     parts = objects_from_regions(cell, VOXEL_NM, organelle_probability=organelles, **NETWORK_MAP)
     matches = match_filopodia(parts.filopodia_labels, parts.filopodia, sim.objects, sim.table)
     table = sim.table.set_index("label")
-    filopodia = table.index[table["class"] == "filopodium"].to_numpy()
-    inside = table.index[table["class"] != "fiducial"].to_numpy()
-    body = np.isin(sim.objects, inside) & ~np.isin(sim.objects, filopodia)
+    body, filopodia = true_body(sim)
     from_body = ndi.distance_transform_edt(~body, sampling=VOXEL_NM)
     outside = sim.objects == 0
     tomogram = np.asarray(sim.tomogram, dtype=np.float32)

@@ -133,34 +133,30 @@ def count_intervals(frame) -> dict:
 def paired_differences(frame) -> dict:
     """The first model's found fraction less each other model's, per mode, cells paired.
 
-    Both models are scored on the same cells, so each bootstrap draw of cells
-    (:func:`sxtquant.evaluate.intervals.bootstrap_weights`) pools both models' counts
-    over the same draw; the 95 % interval is of the difference of the pooled fractions.
+    Both models are scored on the same cells, so each bootstrap draw of cells pools
+    both models' counts over the same draw
+    (:func:`sxtquant.evaluate.intervals.paired_count_intervals`); the 95 % interval is
+    of the difference of the pooled fractions.
     """
-    import numpy as np
-
-    from sxtquant.evaluate.intervals import LEVEL, bootstrap_weights
+    from sxtquant.evaluate.intervals import paired_count_intervals
 
     names = list(dict.fromkeys(frame["model"]))
     out = {}
     for mode, cells in frame.groupby("mode", sort=False):
         first = cells[cells["model"] == names[0]].set_index("seed")
-        draws = bootstrap_weights([f"{mode}/{s}" for s in first.index]).weights
         for other in names[1:]:
             second = cells[cells["model"] == other].set_index("seed").loc[first.index]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                a, b = (
-                    (draws @ t["found"].to_numpy()) / (draws @ t["true"].to_numpy())
-                    for t in (first, second)
-                )
-            value = first["found"].sum() / first["true"].sum()
-            value -= second["found"].sum() / second["true"].sum()
-            low, high = np.quantile((a - b)[np.isfinite(a - b)], [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+            row = paired_count_intervals(
+                first[["found", "false", "true"]].to_numpy(),
+                second[["found", "false", "true"]].to_numpy(),
+                [f"{mode}/{s}" for s in first.index],
+                scorer=_count_ratios,
+            )["found_fraction"]
             out[f"{names[0]} - {other}/{mode}"] = {
-                "found_fraction_difference": float(value),
-                "low": float(low),
-                "high": float(high),
-                "excludes_zero": bool(low > 0 or high < 0),
+                "found_fraction_difference": row["value"],
+                "low": row["low"],
+                "high": row["high"],
+                "excludes_zero": row["excludes_zero"],
             }
     return out
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.misses import describe_cell, detached, profile
+from evaluation.misses import describe_cell, detached, profile, true_body
 from evaluation.objects import SHAPE, VOXEL_NM, _seeds, paired_differences, totals
 
 
@@ -140,10 +140,7 @@ def test_true_maps_find_every_filopodium_and_a_cut_map_detaches_one(cell_with_tr
     assert all(r["min_membrane_probability"] == 1.0 for r in rows)
     # cut the longest one's map 100-250 nm from the body: its tip is cut off the cell
     longest = max(rows, key=lambda r: r["length_nm"])
-    table = sim.table.set_index("label")
-    filopodia = table.index[table["class"] == "filopodium"]
-    inside = table.index[table["class"] != "fiducial"]
-    body = np.isin(sim.objects, inside) & ~np.isin(sim.objects, filopodia)
+    body, _ = true_body(sim)
     from_body = ndi.distance_transform_edt(~body, sampling=VOXEL_NM)
     tube = sim.objects == longest["true_label"]
     gap = ndi.binary_dilation(tube, iterations=3) & (from_body > 100) & (from_body < 250)
